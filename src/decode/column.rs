@@ -1,0 +1,332 @@
+//! Column decoders: one per schema element, built once per resource type, appending one
+//! tape value at a time (the shape of arrow-json's tape decoder).
+//!
+//! Each decoder either accepts a value (appends it) or rejects it (appends a null); the
+//! caller then records a rejected value in the row's overflow, so nothing is lost. A
+//! decoder that rejects must not have claimed any number of the line: the overflow
+//! writer claims it when it serializes the value.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, ListArray, StructArray,
+    builder::{BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder},
+};
+use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{Field, FieldRef, Fields};
+use rustc_hash::FxHashMap;
+use simd_json::{Node, StaticNode};
+
+use super::{
+    overflow::{NumberTexts, OverflowWriter, Seg, node_span},
+    temporal,
+};
+use crate::schema::{Element, ElementKind, LIST_ITEM, Primitive, fields_of, value_type};
+
+/// What a column decoder needs of the row being decoded.
+pub(crate) struct Cx<'a, 't> {
+    pub tape: &'a [Node<'t>],
+    pub line: &'a [u8],
+    pub numbers: &'a mut NumberTexts,
+    pub path: &'a mut Vec<Seg>,
+    pub overflow: &'a mut OverflowWriter,
+}
+
+impl Cx<'_, '_> {
+    /// Sends the value at `index`, found at the current path plus `last`, to overflow.
+    fn spill(&mut self, last: Seg, index: usize) {
+        self.overflow.add(self.tape, self.line, self.numbers, self.path, Some(last), index);
+    }
+}
+
+/// The decoder of one element (and its companion column, if any).
+pub(crate) enum Column {
+    Boolean(BooleanBuilder),
+    Integer(Int32Builder),
+    String(StringBuilder),
+    /// Items of a repeated decimal: the exact text only.
+    NumberText(StringBuilder),
+    Decimal { value: Float64Builder, text: StringBuilder },
+    Temporal { text: StringBuilder, ts: TimestampMicrosecondBuilder },
+    Struct(StructColumn),
+    List(Box<ListColumn>),
+}
+
+impl Column {
+    /// The decoder of an element as the schema lays it out.
+    pub(crate) fn for_element(element: &Element) -> Self {
+        let value = Self::for_value(element);
+        if element.repeated {
+            Self::List(Box::new(ListColumn {
+                field: Arc::new(Field::new(LIST_ITEM, value_type(element), true)),
+                offsets: vec![0],
+                validity: NullBufferBuilder::new(0),
+                item: value,
+            }))
+        } else {
+            value
+        }
+    }
+
+    fn for_value(element: &Element) -> Self {
+        match &element.kind {
+            ElementKind::Primitive(Primitive::Boolean) => Self::Boolean(BooleanBuilder::new()),
+            ElementKind::Primitive(Primitive::Integer) => Self::Integer(Int32Builder::new()),
+            ElementKind::Primitive(Primitive::String) => Self::String(StringBuilder::new()),
+            ElementKind::Primitive(Primitive::Decimal) if element.repeated => Self::NumberText(StringBuilder::new()),
+            ElementKind::Primitive(Primitive::Decimal) => {
+                Self::Decimal { value: Float64Builder::new(), text: StringBuilder::new() }
+            }
+            ElementKind::Primitive(Primitive::Temporal) if element.repeated => Self::String(StringBuilder::new()),
+            ElementKind::Primitive(Primitive::Temporal) => Self::Temporal {
+                text: StringBuilder::new(),
+                ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            },
+            ElementKind::Struct(children) => Self::Struct(StructColumn::new(children, &[])),
+        }
+    }
+
+    /// Appends the value at tape `index`; `false` (and a null) when it does not fit.
+    pub(crate) fn append(&mut self, cx: &mut Cx<'_, '_>, index: usize) -> bool {
+        let node = cx.tape[index];
+        match (self, node) {
+            (Self::Boolean(b), Node::Static(StaticNode::Bool(v))) => b.append_value(v),
+            (Self::String(b), Node::String(s)) => b.append_value(s),
+            (Self::Temporal { text, ts }, Node::String(s)) => {
+                text.append_value(s);
+                ts.append_option(temporal::parse_micros(s));
+            }
+            (Self::Integer(b), Node::Static(n @ (StaticNode::I64(_) | StaticNode::U64(_)))) => {
+                let Some(v) = as_i32(n) else {
+                    b.append_null();
+                    return false;
+                };
+                // `-0` parses as 0 but is not the same text: keep it in overflow.
+                if v == 0 && cx.numbers.text(cx.line, cx.numbers.peek()) != "0" {
+                    b.append_null();
+                    return false;
+                }
+                cx.numbers.claim();
+                b.append_value(v);
+            }
+            (Self::Decimal { value, text }, Node::Static(n @ (StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)))) => {
+                let ordinal = cx.numbers.claim();
+                value.append_value(as_f64(n));
+                text.append_value(cx.numbers.text(cx.line, ordinal));
+            }
+            (Self::NumberText(b), Node::Static(StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_))) => {
+                let ordinal = cx.numbers.claim();
+                b.append_value(cx.numbers.text(cx.line, ordinal));
+            }
+            (Self::Struct(s), Node::Object { len, .. }) => s.append_object(cx, index, len),
+            (Self::List(l), Node::Array { len, .. }) => l.append_array(cx, index, len),
+            (column, _) => {
+                column.append_null();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Appends a null (an absent element).
+    pub(crate) fn append_null(&mut self) {
+        match self {
+            Self::Boolean(b) => b.append_null(),
+            Self::Integer(b) => b.append_null(),
+            Self::String(b) | Self::NumberText(b) => b.append_null(),
+            Self::Decimal { value, text } => {
+                value.append_null();
+                text.append_null();
+            }
+            Self::Temporal { text, ts } => {
+                text.append_null();
+                ts.append_null();
+            }
+            Self::Struct(s) => s.append_null(),
+            Self::List(l) => l.append_null(),
+        }
+    }
+
+    /// Finishes the arrays built so far (one, or two with a companion) into `out`.
+    pub(crate) fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+        match self {
+            Self::Boolean(b) => out.push(Arc::new(b.finish())),
+            Self::Integer(b) => out.push(Arc::new(b.finish())),
+            Self::String(b) | Self::NumberText(b) => out.push(Arc::new(b.finish())),
+            Self::Decimal { value, text } => {
+                out.push(Arc::new(value.finish()));
+                out.push(Arc::new(text.finish()));
+            }
+            Self::Temporal { text, ts } => {
+                out.push(Arc::new(text.finish()));
+                out.push(Arc::new(ts.finish()));
+            }
+            Self::Struct(s) => out.push(Arc::new(s.finish())),
+            Self::List(l) => out.push(Arc::new(l.finish())),
+        }
+    }
+}
+
+fn as_i32(n: StaticNode) -> Option<i32> {
+    match n {
+        StaticNode::I64(v) => i32::try_from(v).ok(),
+        StaticNode::U64(v) => i32::try_from(v).ok(),
+        _ => None,
+    }
+}
+
+fn as_f64(n: StaticNode) -> f64 {
+    match n {
+        StaticNode::I64(v) => v as f64,
+        StaticNode::U64(v) => v as f64,
+        StaticNode::F64(v) => v,
+        _ => f64::NAN,
+    }
+}
+
+/// Lookup value of a key that is known and deliberately not stored (`resourceType`).
+const SKIP: u32 = u32::MAX;
+
+/// A struct: one decoder per typed child, found by JSON key.
+pub(crate) struct StructColumn {
+    fields: Fields,
+    columns: Vec<Column>,
+    lookup: FxHashMap<Box<str>, u32>,
+    /// `seen[c] == stamp` when child `c` got a value in the object being decoded.
+    seen: Vec<u32>,
+    stamp: u32,
+    validity: NullBufferBuilder,
+}
+
+impl StructColumn {
+    /// A struct decoder for `children`; keys in `skip` are accepted and not stored.
+    pub(crate) fn new(children: &[Element], skip: &[&str]) -> Self {
+        let mut lookup = FxHashMap::default();
+        for (i, child) in children.iter().enumerate() {
+            lookup.insert(child.name.clone().into_boxed_str(), i as u32);
+        }
+        for key in skip {
+            lookup.insert((*key).into(), SKIP);
+        }
+        Self {
+            fields: Fields::from(fields_of(children)),
+            columns: children.iter().map(Column::for_element).collect(),
+            lookup,
+            seen: vec![0; children.len()],
+            stamp: 0,
+            validity: NullBufferBuilder::new(0),
+        }
+    }
+
+    /// Decodes the members of the object at `index` into the children.
+    pub(crate) fn append_object(&mut self, cx: &mut Cx<'_, '_>, index: usize, len: usize) {
+        self.next_stamp();
+        let mut key_index = index + 1;
+        for _ in 0..len {
+            let value = key_index + 1;
+            let next = value + node_span(cx.tape, value);
+            let Node::String(key) = cx.tape[key_index] else { unreachable!("object keys are strings") };
+            let key_seg = Seg::Key(key_index as u32);
+            match self.lookup.get(key) {
+                Some(&SKIP) => {}
+                Some(&c) if self.seen[c as usize] != self.stamp => {
+                    self.seen[c as usize] = self.stamp;
+                    cx.path.push(key_seg);
+                    let accepted = self.columns[c as usize].append(cx, value);
+                    cx.path.pop();
+                    if !accepted {
+                        cx.spill(key_seg, value);
+                    }
+                }
+                // An unknown element, or a repeated key (the last one wins when read back).
+                _ => cx.spill(key_seg, value),
+            }
+            key_index = next;
+        }
+        for (column, &seen) in self.columns.iter_mut().zip(&self.seen) {
+            if seen != self.stamp {
+                column.append_null();
+            }
+        }
+        self.validity.append_non_null();
+    }
+
+    fn next_stamp(&mut self) {
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.seen.fill(0);
+            self.stamp = 1;
+        }
+    }
+
+    fn append_null(&mut self) {
+        for column in &mut self.columns {
+            column.append_null();
+        }
+        self.validity.append_null();
+    }
+
+    /// The children's arrays, in field order.
+    pub(crate) fn finish_columns(&mut self) -> Vec<ArrayRef> {
+        let mut arrays = Vec::with_capacity(self.fields.len());
+        for column in &mut self.columns {
+            column.finish(&mut arrays);
+        }
+        arrays
+    }
+
+    fn finish(&mut self) -> StructArray {
+        let arrays = self.finish_columns();
+        let nulls = self.validity.finish();
+        match nulls {
+            Some(nulls) => StructArray::new(self.fields.clone(), arrays, Some(nulls)),
+            None => StructArray::new(self.fields.clone(), arrays, None),
+        }
+    }
+}
+
+/// A list: offsets and validity, and the decoder of its items.
+pub(crate) struct ListColumn {
+    field: FieldRef,
+    offsets: Vec<i32>,
+    validity: NullBufferBuilder,
+    item: Column,
+}
+
+impl ListColumn {
+    fn append_array(&mut self, cx: &mut Cx<'_, '_>, index: usize, len: usize) {
+        let mut item_index = index + 1;
+        for n in 0..len {
+            let next = item_index + node_span(cx.tape, item_index);
+            if matches!(cx.tape[item_index], Node::Static(StaticNode::Null)) {
+                self.item.append_null();
+            } else {
+                let seg = Seg::Index(n as u32);
+                cx.path.push(seg);
+                let accepted = self.item.append(cx, item_index);
+                cx.path.pop();
+                if !accepted {
+                    cx.spill(seg, item_index);
+                }
+            }
+            item_index = next;
+        }
+        let last = self.offsets.last().copied().unwrap_or(0);
+        self.offsets.push(last + len as i32);
+        self.validity.append_non_null();
+    }
+
+    fn append_null(&mut self) {
+        let last = self.offsets.last().copied().unwrap_or(0);
+        self.offsets.push(last);
+        self.validity.append_null();
+    }
+
+    fn finish(&mut self) -> ListArray {
+        let mut values = Vec::with_capacity(1);
+        self.item.finish(&mut values);
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        ListArray::new(self.field.clone(), offsets, values.remove(0), self.validity.finish())
+    }
+}

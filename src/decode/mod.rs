@@ -1,0 +1,293 @@
+//! NDJSON lines to Arrow record batches, one table per resource type.
+//!
+//! Each line is parsed by simd-json into a flat tape (no DOM); the tape is walked once
+//! into column decoders prepared per resource type ([`column`]). Whatever the typed
+//! columns cannot hold goes to the row's `_overflow` ([`overflow`]); a line that is not a
+//! FHIR resource at all is rejected with a [`Rejection`] saying why.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use fhir_ingest::{decode::{LineDecoder, LineOrigin, RunLineage}, schema::Registry};
+//!
+//! let registry = Arc::new(Registry::embedded().unwrap());
+//! let lineage = Arc::new(RunLineage { source: "demo".into(), run_id: "r1".into(), transaction_time: None });
+//! let mut decoder = LineDecoder::new(registry, lineage);
+//! let origin = LineOrigin { file: "Patient.ndjson".into(), expected_type: None };
+//! decoder.decode_line(br#"{"resourceType":"Patient","id":"p1","birthDate":"1970"}"#, &origin, 1).unwrap();
+//! let batches = decoder.finish_all().unwrap();
+//! assert_eq!(batches[0].0, "Patient");
+//! assert_eq!(batches[0].1.num_rows(), 1);
+//! ```
+
+mod column;
+pub(crate) mod overflow;
+pub mod temporal;
+
+use std::{fmt, sync::Arc};
+
+use arrow_array::{
+    ArrayRef, RecordBatch, StructArray,
+    builder::{Int64Builder, StringBuilder},
+};
+use arrow_schema::{ArrowError, SchemaRef};
+use rustc_hash::FxHashMap;
+use simd_json::{Node, Tape};
+
+use self::{
+    column::{Cx, StructColumn},
+    overflow::{NumberTexts, OverflowWriter, Seg},
+};
+use crate::schema::{Registry, ResourceSchema, lineage_fields};
+
+/// Why a line was not ingested. Each rejected line is quarantined with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not JSON, or not UTF-8 (simd-json validates both).
+    InvalidJson(String),
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// No `resourceType` member, or not a string.
+    MissingResourceType,
+    /// A `resourceType` that R4 does not define.
+    UnknownResourceType(String),
+    /// The file holds another resource type.
+    TypeMismatch {
+        /// The type the file (or the export manifest) says it holds.
+        expected: String,
+        /// The type of the line.
+        found: String,
+    },
+    /// Longer than the configured limit.
+    LineTooLong {
+        /// The line's length so far, in bytes.
+        length: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file ended in the middle of this line (a truncated download or gzip stream).
+    Truncated(String),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidJson(e) => write!(f, "invalid JSON: {e}"),
+            Self::NotAnObject => f.write_str("not a JSON object"),
+            Self::MissingResourceType => f.write_str("no resourceType string"),
+            Self::UnknownResourceType(t) => write!(f, "unknown resourceType {t:?}"),
+            Self::TypeMismatch { expected, found } => {
+                write!(f, "resourceType {found:?} in a file of {expected:?}")
+            }
+            Self::LineTooLong { length, limit } => {
+                write!(f, "line longer than {limit} bytes (at least {length})")
+            }
+            Self::Truncated(e) => write!(f, "input ends inside this line: {e}"),
+        }
+    }
+}
+
+/// Where a batch of lines comes from.
+#[derive(Debug, Clone)]
+pub struct LineOrigin {
+    /// The file name or URL (secrets stripped), as recorded in `_lineage.file`.
+    pub file: Arc<str>,
+    /// The resource type the file is said to hold; other types are rejected.
+    pub expected_type: Option<Arc<str>>,
+}
+
+/// The lineage values shared by every row of a run.
+#[derive(Debug, Clone)]
+pub struct RunLineage {
+    /// The configured source name.
+    pub source: String,
+    /// The run id.
+    pub run_id: String,
+    /// The export's `transactionTime`, when the data came from an export.
+    pub transaction_time: Option<String>,
+}
+
+/// Decodes lines of any resource type; owns one [`TableDecoder`] per type seen.
+pub struct LineDecoder {
+    registry: Arc<Registry>,
+    lineage: Arc<RunLineage>,
+    tables: FxHashMap<String, TableDecoder>,
+    buffers: simd_json::Buffers,
+    input: Vec<u8>,
+    tape: Option<Tape<'static>>,
+    numbers: NumberTexts,
+    path: Vec<Seg>,
+    overflow: OverflowWriter,
+}
+
+impl LineDecoder {
+    /// A decoder using the schemas of `registry`.
+    pub fn new(registry: Arc<Registry>, lineage: Arc<RunLineage>) -> Self {
+        Self {
+            registry,
+            lineage,
+            tables: FxHashMap::default(),
+            buffers: simd_json::Buffers::default(),
+            input: Vec::new(),
+            tape: Some(Tape::null()),
+            numbers: NumberTexts::default(),
+            path: Vec::new(),
+            overflow: OverflowWriter::default(),
+        }
+    }
+
+    /// Decodes one line (without its newline) into the table of its resource type and
+    /// returns that type's row count so far.
+    pub fn decode_line(&mut self, line: &[u8], origin: &LineOrigin, line_no: u64) -> Result<usize, Rejection> {
+        let mut input = std::mem::take(&mut self.input);
+        input.clear();
+        input.extend_from_slice(line);
+        input.resize(line.len() + simd_json::INPUT_PADDING, b' ');
+        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let result = match simd_json::fill_tape_padded(&mut input, line.len(), &mut self.buffers, &mut tape) {
+            Ok(()) => self.decode_tape(&tape.0, line, origin, line_no),
+            Err(e) => Err(Rejection::InvalidJson(e.to_string())),
+        };
+        self.tape = Some(tape.reset());
+        self.input = input;
+        result
+    }
+
+    fn decode_tape(&mut self, tape: &[Node<'_>], line: &[u8], origin: &LineOrigin, line_no: u64) -> Result<usize, Rejection> {
+        let resource_type = resource_type_of(tape)?;
+        if let Some(expected) = &origin.expected_type
+            && **expected != *resource_type
+        {
+            return Err(Rejection::TypeMismatch { expected: expected.to_string(), found: resource_type.to_owned() });
+        }
+        if !self.tables.contains_key(resource_type) {
+            let schema = self
+                .registry
+                .get(resource_type)
+                .ok_or_else(|| Rejection::UnknownResourceType(resource_type.to_owned()))?;
+            self.tables.insert(resource_type.to_owned(), TableDecoder::new(schema.clone(), self.lineage.clone()));
+        }
+        let table = self.tables.get_mut(resource_type).expect("inserted above");
+        self.numbers.reset();
+        self.path.clear();
+        self.overflow.reset();
+        let mut cx = Cx {
+            tape,
+            line,
+            numbers: &mut self.numbers,
+            path: &mut self.path,
+            overflow: &mut self.overflow,
+        };
+        table.append(&mut cx, &origin.file, line_no, line.len());
+        Ok(table.rows)
+    }
+
+    /// Row count and decoded input bytes of the table being built for a type.
+    pub fn pending(&self, resource_type: &str) -> (usize, usize) {
+        self.tables.get(resource_type).map_or((0, 0), |t| (t.rows, t.bytes))
+    }
+
+    /// Finishes the batch of one type, if it has rows.
+    pub fn finish(&mut self, resource_type: &str) -> Result<Option<RecordBatch>, ArrowError> {
+        match self.tables.get_mut(resource_type) {
+            Some(table) if table.rows > 0 => table.finish().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Finishes the batches of every type with rows, sorted by type.
+    pub fn finish_all(&mut self) -> Result<Vec<(String, RecordBatch)>, ArrowError> {
+        let mut types: Vec<String> = self.tables.iter().filter(|(_, t)| t.rows > 0).map(|(k, _)| k.clone()).collect();
+        types.sort();
+        let mut out = Vec::with_capacity(types.len());
+        for t in types {
+            if let Some(batch) = self.finish(&t)? {
+                out.push((t, batch));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `resourceType` of a parsed line.
+fn resource_type_of<'t>(tape: &[Node<'t>]) -> Result<&'t str, Rejection> {
+    let Some(&Node::Object { len, .. }) = tape.first() else { return Err(Rejection::NotAnObject) };
+    let mut key = 1;
+    for _ in 0..len {
+        let value = key + 1;
+        if let Node::String("resourceType") = tape[key] {
+            return match tape[value] {
+                Node::String(t) => Ok(t),
+                _ => Err(Rejection::MissingResourceType),
+            };
+        }
+        key = value + overflow::node_span(tape, value);
+    }
+    Err(Rejection::MissingResourceType)
+}
+
+/// Builds the record batch of one resource type.
+pub struct TableDecoder {
+    arrow: SchemaRef,
+    root: StructColumn,
+    lineage: Arc<RunLineage>,
+    lineage_file: StringBuilder,
+    lineage_line: Int64Builder,
+    overflow: StringBuilder,
+    rows: usize,
+    bytes: usize,
+}
+
+impl TableDecoder {
+    /// A decoder for the table of `schema`.
+    pub fn new(schema: Arc<ResourceSchema>, lineage: Arc<RunLineage>) -> Self {
+        Self {
+            arrow: schema.arrow_schema(),
+            root: StructColumn::new(&schema.elements, &["resourceType"]),
+            lineage,
+            lineage_file: StringBuilder::new(),
+            lineage_line: Int64Builder::new(),
+            overflow: StringBuilder::new(),
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    fn append(&mut self, cx: &mut Cx<'_, '_>, file: &str, line_no: u64, line_len: usize) {
+        let Node::Object { len, .. } = cx.tape[0] else { unreachable!("checked by resource_type_of") };
+        self.root.append_object(cx, 0, len);
+        self.overflow.append_option(cx.overflow.finish());
+        self.lineage_file.append_value(file);
+        self.lineage_line.append_value(line_no as i64);
+        self.rows += 1;
+        self.bytes += line_len;
+    }
+
+    /// The rows decoded since the last call, as a record batch.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut columns = self.root.finish_columns();
+        let rows = self.rows;
+        columns.push(Arc::new(self.finish_lineage(rows)));
+        columns.push(Arc::new(self.overflow.finish()));
+        self.rows = 0;
+        self.bytes = 0;
+        RecordBatch::try_new(self.arrow.clone(), columns)
+    }
+
+    fn finish_lineage(&mut self, rows: usize) -> StructArray {
+        let constant = |value: Option<&str>| -> ArrayRef {
+            let mut b = StringBuilder::with_capacity(rows, value.map_or(0, str::len) * rows);
+            for _ in 0..rows {
+                b.append_option(value);
+            }
+            Arc::new(b.finish())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            constant(Some(&self.lineage.source)),
+            constant(Some(&self.lineage.run_id)),
+            constant(self.lineage.transaction_time.as_deref()),
+            Arc::new(self.lineage_file.finish()),
+            Arc::new(self.lineage_line.finish()),
+        ];
+        StructArray::new(lineage_fields(), columns, None)
+    }
+}

@@ -1,0 +1,278 @@
+//! The `_overflow` column: whatever the typed columns of a row cannot hold.
+//!
+//! A row's overflow is a JSON object whose keys are JSON Pointers (RFC 6901) into the
+//! resource and whose values are the JSON found there, for example
+//! `{"/contained":[...],"/name/0/_family":{"extension":[...]}}`. The typed columns plus
+//! these entries rebuild the resource exactly (see [`crate::rebuild`]).
+//!
+//! simd-json's tape keeps numbers parsed, not as text; a decimal's text matters in FHIR
+//! (`1.50` is not `1.5`), so [`NumberTexts`] recovers the text of the n-th number of the
+//! line from the original bytes, scanning a line only when one of its numbers needs it.
+
+use std::fmt::Write as _;
+
+use simd_json::{Node, StaticNode};
+
+/// One step of the path from the resource root to the value being decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Seg {
+    /// An object member; the tape index of its key.
+    Key(u32),
+    /// An array item.
+    Index(u32),
+}
+
+/// The text of the numbers of one line, in document order, found on demand.
+#[derive(Debug, Default)]
+pub(crate) struct NumberTexts {
+    next: usize,
+    spans: Vec<(u32, u32)>,
+    scanned: bool,
+}
+
+impl NumberTexts {
+    /// Forgets the previous line.
+    pub(crate) fn reset(&mut self) {
+        self.next = 0;
+        self.spans.clear();
+        self.scanned = false;
+    }
+
+    /// The ordinal the next [`claim`](Self::claim) will return.
+    pub(crate) fn peek(&self) -> usize {
+        self.next
+    }
+
+    /// Claims the next number of the line (every number node must be claimed once, in
+    /// document order); returns its ordinal.
+    pub(crate) fn claim(&mut self) -> usize {
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// The exact text of the `ordinal`-th number of `line`.
+    pub(crate) fn text<'l>(&mut self, line: &'l [u8], ordinal: usize) -> &'l str {
+        if !self.scanned {
+            scan_numbers(line, &mut self.spans);
+            self.scanned = true;
+        }
+        let Some(&(start, end)) = self.spans.get(ordinal) else { return "0" };
+        // Number tokens are ASCII, so this slice is valid UTF-8.
+        std::str::from_utf8(&line[start as usize..end as usize]).unwrap_or("0")
+    }
+}
+
+/// Finds the spans of number tokens outside strings, in order.
+fn scan_numbers(line: &[u8], spans: &mut Vec<(u32, u32)>) {
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'"' => i = skip_string(line, i + 1),
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < line.len() && matches!(line[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                spans.push((start as u32, i as u32));
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// The index just past the closing quote of a string whose content starts at `i`.
+fn skip_string(line: &[u8], mut i: usize) -> usize {
+    while let Some(offset) = memchr::memchr2(b'"', b'\\', &line[i..]) {
+        i += offset;
+        if line[i] == b'\\' {
+            i += 2;
+        } else {
+            return i + 1;
+        }
+    }
+    line.len()
+}
+
+/// Builds one row's overflow object.
+#[derive(Debug, Default)]
+pub(crate) struct OverflowWriter {
+    buf: String,
+}
+
+impl OverflowWriter {
+    /// Starts a new row.
+    pub(crate) fn reset(&mut self) {
+        self.buf.clear();
+    }
+
+    /// The row's overflow JSON, or `None` when everything was typed.
+    pub(crate) fn finish(&mut self) -> Option<&str> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        self.buf.push('}');
+        Some(&self.buf)
+    }
+
+    /// Records the value at tape index `value` found at `path`, followed by `last`.
+    pub(crate) fn add(
+        &mut self,
+        tape: &[Node<'_>],
+        line: &[u8],
+        numbers: &mut NumberTexts,
+        path: &[Seg],
+        last: Option<Seg>,
+        value: usize,
+    ) {
+        self.buf.push(if self.buf.is_empty() { '{' } else { ',' });
+        let mut pointer = String::new();
+        for seg in path.iter().chain(last.as_ref()) {
+            pointer.push('/');
+            match *seg {
+                Seg::Key(k) => {
+                    let key = match tape[k as usize] {
+                        Node::String(s) => s,
+                        _ => "",
+                    };
+                    for c in key.chars() {
+                        match c {
+                            '~' => pointer.push_str("~0"),
+                            '/' => pointer.push_str("~1"),
+                            c => pointer.push(c),
+                        }
+                    }
+                }
+                Seg::Index(n) => {
+                    let _ = write!(pointer, "{n}");
+                }
+            }
+        }
+        write_json_string(&mut self.buf, &pointer);
+        self.buf.push(':');
+        write_value(&mut self.buf, tape, line, numbers, value);
+    }
+}
+
+/// Serializes the tape value at `index` as JSON, numbers with their original text.
+/// Returns the index just past the value.
+pub(crate) fn write_value(out: &mut String, tape: &[Node<'_>], line: &[u8], numbers: &mut NumberTexts, index: usize) -> usize {
+    match tape[index] {
+        Node::String(s) => {
+            write_json_string(out, s);
+            index + 1
+        }
+        Node::Static(s) => {
+            match s {
+                StaticNode::Null => out.push_str("null"),
+                StaticNode::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+                StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_) => {
+                    let ordinal = numbers.claim();
+                    out.push_str(numbers.text(line, ordinal));
+                }
+            }
+            index + 1
+        }
+        Node::Array { len, .. } => {
+            out.push('[');
+            let mut i = index + 1;
+            for n in 0..len {
+                if n > 0 {
+                    out.push(',');
+                }
+                i = write_value(out, tape, line, numbers, i);
+            }
+            out.push(']');
+            i
+        }
+        Node::Object { len, .. } => {
+            out.push('{');
+            let mut i = index + 1;
+            for n in 0..len {
+                if n > 0 {
+                    out.push(',');
+                }
+                if let Node::String(key) = tape[i] {
+                    write_json_string(out, key);
+                }
+                out.push(':');
+                i = write_value(out, tape, line, numbers, i + 1);
+            }
+            out.push('}');
+            i
+        }
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn write_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// The number of tape nodes of the value at `index` (itself included).
+pub(crate) fn node_span(tape: &[Node<'_>], index: usize) -> usize {
+    match tape[index] {
+        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_spans_skip_strings_with_escapes() {
+        let line = br#"{"a":"x\"1,2","b":[1.50,-0,2e3],"c\\":7}"#;
+        let mut spans = Vec::new();
+        scan_numbers(line, &mut spans);
+        let texts: Vec<_> = spans.iter().map(|&(s, e)| std::str::from_utf8(&line[s as usize..e as usize]).unwrap()).collect();
+        assert_eq!(texts, ["1.50", "-0", "2e3", "7"]);
+    }
+
+    #[test]
+    fn values_serialize_with_original_number_text() {
+        let original = br#"{"a":[1.50,{"b\n":null,"c":true}],"d":"\u0001q\"","e":-0,"f":12345678901234567890123}"#;
+        let mut input = original.to_vec();
+        let tape = simd_json::to_tape(&mut input).unwrap();
+        let mut out = String::new();
+        let mut numbers = NumberTexts::default();
+        let end = write_value(&mut out, &tape.0, original, &mut numbers, 0);
+        assert_eq!(end, tape.0.len());
+        let a: serde_json::Value = serde_json::from_slice(original).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(a, b, "{out}");
+        assert!(out.contains("1.50") && out.contains("-0") && out.contains("12345678901234567890123"));
+    }
+
+    #[test]
+    fn pointers_escape_slash_and_tilde() {
+        let original = br#"{"a/b~c":1}"#;
+        let mut input = original.to_vec();
+        let tape = simd_json::to_tape(&mut input).unwrap();
+        let mut w = OverflowWriter::default();
+        let mut numbers = NumberTexts::default();
+        w.add(&tape.0, original, &mut numbers, &[Seg::Index(3)], Some(Seg::Key(1)), 2);
+        assert_eq!(w.finish(), Some(r#"{"/3/a~1b~0c":1}"#));
+    }
+}

@@ -1,0 +1,21 @@
+//! `fhir-ingest`: FHIR R4 NDJSON (Bulk Data `$export` output) to stable, lossless, typed
+//! Parquet, one table per resource type.
+//!
+//! The crate is organised by the concepts of the domain:
+//! - [`config`]: `pipeline.toml`, parsed once and validated into typed values;
+//! - [`schema`]: the committed table schema of every resource type and its generator;
+//! - [`decode`]: NDJSON lines to Arrow record batches through simd-json's tape;
+//! - [`input`]: files on disk (plain or gzip) as bounded chunks of whole lines;
+//! - [`sink`]: Parquet files written through `object_store`, and the quarantine;
+//! - [`warehouse`]: the layout of the warehouse and the run manifests that commit runs;
+//! - [`pipeline`]: one run, wiring input, decoders and writers with bounded channels;
+//! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost).
+
+pub mod config;
+pub mod decode;
+pub mod input;
+pub mod pipeline;
+pub mod rebuild;
+pub mod schema;
+pub mod sink;
+pub mod warehouse;
