@@ -11,13 +11,22 @@ fn main() {
         .unwrap_or_default();
     entries.retain(|p| p.extension().is_some_and(|e| e == "schema"));
     entries.sort();
-    let mut out = String::from("/// Committed schema files: (resource type, file text).\npub static EMBEDDED: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// Committed schema files: (resource type, file text).\npub static EMBEDDED: &[(&str, &str)] = &[\n",
+    );
     for path in entries {
-        let name = path.file_stem().and_then(|s| s.to_str()).expect("schema file names are UTF-8");
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("schema file names are UTF-8");
         println!("cargo:rerun-if-changed={}", path.display());
-        out.push_str(&format!("    ({name:?}, include_str!({:?})),\n", path.display().to_string()));
+        out.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
     }
     out.push_str("];\n");
-    let dest = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_schemas.rs");
+    let dest =
+        Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_schemas.rs");
     fs::write(dest, out).expect("write embedded_schemas.rs");
 }

@@ -1,1 +1,544 @@
-//! TODO
+//! `pipeline.toml`: parsed once (unknown keys are errors), then validated into typed
+//! values that the rest of the program uses without re-checking.
+//!
+//! Every key, its meaning and its default are documented on the fields below and in the
+//! committed `pipeline.toml`. Relative paths are resolved against the directory of the
+//! configuration file, so a scheduled job behaves the same from any working directory.
+
+use std::{
+    num::NonZeroUsize,
+    path::{Path, PathBuf},
+};
+
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use serde::Deserialize;
+
+/// Errors of reading and validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("config {path}: {source}")]
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The parser's message, which names the key and the line.
+        source: Box<toml::de::Error>,
+    },
+    /// A value of the right type that makes no sense.
+    #[error("config {path}: `{key}`: {reason}")]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// The key, dotted (`parquet.compression_level`).
+        key: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+/// The file as written (raw); see [`Config`] for the validated form.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where tables are written.
+    #[serde(default)]
+    pub warehouse: RawWarehouse,
+    /// How Parquet files are written.
+    #[serde(default)]
+    pub parquet: RawParquet,
+    /// How NDJSON is decoded.
+    #[serde(default)]
+    pub decode: RawDecode,
+    /// What happens to lines that cannot be ingested.
+    #[serde(default)]
+    pub quarantine: RawQuarantine,
+    /// The sources to ingest (`[[sources]]`), at least one.
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+}
+
+/// `[warehouse]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarehouse {
+    /// Local directory of the warehouse (created if missing). Default `warehouse`.
+    #[serde(default = "default_warehouse_url")]
+    pub url: String,
+    /// Hive partition of each table: `export_date` (default; `export_date=YYYY-MM-DD`
+    /// from the export's transactionTime, or the run's start) or `none`.
+    #[serde(default = "default_partition_by")]
+    pub partition_by: String,
+}
+
+impl Default for RawWarehouse {
+    fn default() -> Self {
+        Self {
+            url: default_warehouse_url(),
+            partition_by: default_partition_by(),
+        }
+    }
+}
+
+fn default_warehouse_url() -> String {
+    "warehouse".into()
+}
+fn default_partition_by() -> String {
+    "export_date".into()
+}
+
+/// `[parquet]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParquet {
+    /// `zstd` (default), `snappy`, `lz4`, `gzip` or `none`.
+    #[serde(default = "default_codec")]
+    pub compression: String,
+    /// Level for zstd (1-22, default 3) or gzip (0-9, default 6); ignored by the others.
+    pub compression_level: Option<i32>,
+    /// Rows per row group at most. Default 100000.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// Memory of a row group being built, in MiB, before it is flushed. Default 64.
+    #[serde(default = "default_row_group_mib")]
+    pub row_group_mib: usize,
+    /// Size of a Parquet file, in MiB, after which the next one is started. Default 512.
+    #[serde(default = "default_max_file_mib")]
+    pub max_file_mib: usize,
+}
+
+impl Default for RawParquet {
+    fn default() -> Self {
+        Self {
+            compression: default_codec(),
+            compression_level: None,
+            row_group_rows: default_row_group_rows(),
+            row_group_mib: default_row_group_mib(),
+            max_file_mib: default_max_file_mib(),
+        }
+    }
+}
+
+fn default_codec() -> String {
+    "zstd".into()
+}
+fn default_row_group_rows() -> usize {
+    100_000
+}
+fn default_row_group_mib() -> usize {
+    64
+}
+fn default_max_file_mib() -> usize {
+    512
+}
+
+/// `[decode]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecode {
+    /// Decoding threads; 0 (default) means one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Rows of one resource type decoded before they are handed to the writer. Default 4096.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Longest accepted line, in MiB; longer lines are quarantined. Default 64.
+    #[serde(default = "default_max_line_mib")]
+    pub max_line_mib: usize,
+    /// Largest decompressed size of one input file, in GiB. Default 256.
+    #[serde(default = "default_max_file_gib")]
+    pub max_decompressed_gib: usize,
+}
+
+impl Default for RawDecode {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            batch_rows: default_batch_rows(),
+            max_line_mib: default_max_line_mib(),
+            max_decompressed_gib: default_max_file_gib(),
+        }
+    }
+}
+
+fn default_batch_rows() -> usize {
+    4096
+}
+fn default_max_line_mib() -> usize {
+    64
+}
+fn default_max_file_gib() -> usize {
+    256
+}
+
+/// `[quarantine]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuarantine {
+    /// Fraction of rejected lines (0.0-1.0) above which a run fails and commits nothing.
+    /// Default 0.01 (1 %). Rejected lines are kept under `_quarantine/<run id>/` either way.
+    #[serde(default = "default_max_rejected_fraction")]
+    pub max_rejected_fraction: f64,
+}
+
+impl Default for RawQuarantine {
+    fn default() -> Self {
+        Self {
+            max_rejected_fraction: default_max_rejected_fraction(),
+        }
+    }
+}
+
+fn default_max_rejected_fraction() -> f64 {
+    0.01
+}
+
+/// `[[sources]]`: one place data comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// Name of the source, recorded in every row's `_lineage.source` (required, unique).
+    pub name: String,
+    /// `files`: NDJSON files (plain or gzip) on disk. Required.
+    pub kind: String,
+    /// For `files`: files or directories (every `*.ndjson`, `*.ndjson.gz`, `*.jsonl`,
+    /// `*.jsonl.gz` inside, sorted by name).
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    /// Where and how tables are written.
+    pub warehouse: WarehouseConfig,
+    /// How Parquet is written.
+    pub parquet: ParquetConfig,
+    /// How NDJSON is decoded.
+    pub decode: DecodeConfig,
+    /// Rejection threshold.
+    pub max_rejected_fraction: f64,
+    /// The sources, in file order.
+    pub sources: Vec<SourceConfig>,
+}
+
+/// Validated `[warehouse]`.
+#[derive(Debug, Clone)]
+pub struct WarehouseConfig {
+    /// The warehouse directory.
+    pub root: PathBuf,
+    /// The partitioning of tables.
+    pub partition_by: PartitionBy,
+}
+
+/// How tables are partitioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionBy {
+    /// `export_date=YYYY-MM-DD`.
+    ExportDate,
+    /// No partition directory.
+    None,
+}
+
+/// Validated `[parquet]`.
+#[derive(Debug, Clone)]
+pub struct ParquetConfig {
+    /// Codec and level.
+    pub compression: Compression,
+    /// Rows per row group at most.
+    pub row_group_rows: NonZeroUsize,
+    /// Bytes of a row group in progress before it is flushed.
+    pub row_group_bytes: usize,
+    /// Bytes of a file after which another is started.
+    pub max_file_bytes: usize,
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        validate_parquet(&RawParquet::default(), Path::new("<default>"))
+            .expect("defaults are valid")
+    }
+}
+
+/// Validated `[decode]`.
+#[derive(Debug, Clone)]
+pub struct DecodeConfig {
+    /// Decoding threads.
+    pub workers: NonZeroUsize,
+    /// Rows per batch handed to a writer.
+    pub batch_rows: NonZeroUsize,
+    /// Longest accepted line, in bytes.
+    pub max_line_bytes: u64,
+    /// Largest decompressed size of one input file, in bytes.
+    pub max_decompressed_bytes: u64,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        validate_decode(&RawDecode::default(), Path::new("<default>")).expect("defaults are valid")
+    }
+}
+
+/// A validated source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Its name.
+    pub name: String,
+    /// Where its data is.
+    pub kind: SourceKind,
+}
+
+/// The kinds of source.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// NDJSON files on disk.
+    Files {
+        /// Files or directories, resolved against the config file's directory.
+        paths: Vec<PathBuf>,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors and anchors
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })?;
+        Self::validate(raw, path)
+    }
+
+    /// Validates a raw configuration.
+    pub fn validate(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            path: path.into(),
+            key: key.into(),
+            reason,
+        };
+        let partition_by = match raw.warehouse.partition_by.as_str() {
+            "export_date" => PartitionBy::ExportDate,
+            "none" => PartitionBy::None,
+            other => {
+                return Err(invalid(
+                    "warehouse.partition_by",
+                    format!("{other:?}: expected export_date or none"),
+                ));
+            }
+        };
+        if raw.warehouse.url.contains("://") && !raw.warehouse.url.starts_with("file://") {
+            return Err(invalid(
+                "warehouse.url",
+                format!(
+                    "{:?}: only local directories are supported",
+                    raw.warehouse.url
+                ),
+            ));
+        }
+        let root = base.join(raw.warehouse.url.trim_start_matches("file://"));
+        let fraction = raw.quarantine.max_rejected_fraction;
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(invalid(
+                "quarantine.max_rejected_fraction",
+                format!("{fraction}: expected 0.0 to 1.0"),
+            ));
+        }
+        if raw.sources.is_empty() {
+            return Err(invalid(
+                "sources",
+                "at least one [[sources]] is needed".into(),
+            ));
+        }
+        let mut sources = Vec::with_capacity(raw.sources.len());
+        for (i, source) in raw.sources.into_iter().enumerate() {
+            let key = |k: &str| format!("sources[{i}].{k}");
+            if source.name.is_empty()
+                || !source
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(invalid(
+                    &key("name"),
+                    format!("{:?}: use letters, digits, - _ .", source.name),
+                ));
+            }
+            if sources.iter().any(|s: &SourceConfig| s.name == source.name) {
+                return Err(invalid(
+                    &key("name"),
+                    format!("{:?} is used twice", source.name),
+                ));
+            }
+            let kind = match source.kind.as_str() {
+                "files" if source.paths.is_empty() => {
+                    return Err(invalid(&key("paths"), "a files source needs paths".into()));
+                }
+                "files" => SourceKind::Files {
+                    paths: source.paths.iter().map(|p| base.join(p)).collect(),
+                },
+                other => return Err(invalid(&key("kind"), format!("{other:?}: expected files"))),
+            };
+            sources.push(SourceConfig {
+                name: source.name,
+                kind,
+            });
+        }
+        Ok(Self {
+            path: path.into(),
+            warehouse: WarehouseConfig { root, partition_by },
+            parquet: validate_parquet(&raw.parquet, path)?,
+            decode: validate_decode(&raw.decode, path)?,
+            max_rejected_fraction: fraction,
+            sources,
+        })
+    }
+}
+
+fn validate_parquet(raw: &RawParquet, path: &Path) -> Result<ParquetConfig, ConfigError> {
+    let invalid = |key: &str, reason: String| ConfigError::Invalid {
+        path: path.into(),
+        key: key.into(),
+        reason,
+    };
+    let level_error =
+        |e: parquet::errors::ParquetError| invalid("parquet.compression_level", e.to_string());
+    let compression = match raw.compression.as_str() {
+        "zstd" => Compression::ZSTD(
+            ZstdLevel::try_new(raw.compression_level.unwrap_or(3)).map_err(level_error)?,
+        ),
+        "gzip" => Compression::GZIP(
+            GzipLevel::try_new(raw.compression_level.unwrap_or(6) as u32).map_err(level_error)?,
+        ),
+        "snappy" => Compression::SNAPPY,
+        "lz4" => Compression::LZ4_RAW,
+        "none" => Compression::UNCOMPRESSED,
+        other => {
+            return Err(invalid(
+                "parquet.compression",
+                format!("{other:?}: expected zstd, snappy, lz4, gzip or none"),
+            ));
+        }
+    };
+    let positive = |key: &str, v: usize| {
+        NonZeroUsize::new(v).ok_or_else(|| invalid(key, "must be at least 1".into()))
+    };
+    Ok(ParquetConfig {
+        compression,
+        row_group_rows: positive("parquet.row_group_rows", raw.row_group_rows)?,
+        row_group_bytes: positive("parquet.row_group_mib", raw.row_group_mib)?.get() << 20,
+        max_file_bytes: positive("parquet.max_file_mib", raw.max_file_mib)?.get() << 20,
+    })
+}
+
+fn validate_decode(raw: &RawDecode, path: &Path) -> Result<DecodeConfig, ConfigError> {
+    let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+        path: path.into(),
+        key: key.into(),
+        reason: reason.into(),
+    };
+    let workers = match raw.workers {
+        0 => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+        n => NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN),
+    };
+    let batch_rows = NonZeroUsize::new(raw.batch_rows)
+        .ok_or_else(|| invalid("decode.batch_rows", "must be at least 1"))?;
+    if raw.max_line_mib == 0 || raw.max_line_mib > 1024 {
+        return Err(invalid("decode.max_line_mib", "must be 1 to 1024"));
+    }
+    if raw.max_decompressed_gib == 0 {
+        return Err(invalid("decode.max_decompressed_gib", "must be at least 1"));
+    }
+    Ok(DecodeConfig {
+        workers,
+        batch_rows,
+        max_line_bytes: (raw.max_line_mib as u64) << 20,
+        max_decompressed_bytes: (raw.max_decompressed_gib as u64) << 30,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [\"data\"]\n";
+
+    #[test]
+    fn committed_pipeline_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.sources[0].name, "sample");
+        assert_eq!(
+            config.parquet.compression,
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+        );
+    }
+
+    #[test]
+    fn defaults_fill_missing_sections_and_paths_are_relative_to_the_file() {
+        let config = Config::parse(MINIMAL, Path::new("/etc/fi/pipeline.toml")).unwrap();
+        assert_eq!(config.warehouse.root, Path::new("/etc/fi/warehouse"));
+        assert_eq!(config.warehouse.partition_by, PartitionBy::ExportDate);
+        let SourceKind::Files { paths } = &config.sources[0].kind;
+        assert_eq!(paths[0], Path::new("/etc/fi/data"));
+        assert_eq!(config.decode.max_line_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = Config::parse(
+            &format!("{MINIMAL}\n[parquet]\ncodec = \"zstd\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("p.toml") && msg.contains("codec"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (extra, key) in [
+            (
+                "[parquet]\ncompression = \"brotli9\"\n",
+                "parquet.compression",
+            ),
+            (
+                "[parquet]\ncompression_level = 99\n",
+                "parquet.compression_level",
+            ),
+            (
+                "[warehouse]\npartition_by = \"day\"\n",
+                "warehouse.partition_by",
+            ),
+            (
+                "[quarantine]\nmax_rejected_fraction = 2.0\n",
+                "quarantine.max_rejected_fraction",
+            ),
+            ("[decode]\nbatch_rows = 0\n", "decode.batch_rows"),
+        ] {
+            let err =
+                Config::parse(&format!("{MINIMAL}\n{extra}"), Path::new("p.toml")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = Config::parse("", Path::new("p.toml")).unwrap_err();
+        assert!(err.to_string().contains("sources"), "{err}");
+    }
+}

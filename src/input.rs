@@ -1,1 +1,380 @@
-//! TODO
+//! NDJSON input: files on disk (plain or gzip) read as bounded chunks of whole lines.
+//!
+//! A chunk holds complete lines only, a few MiB at most (one over-long line excepted up to
+//! the line limit), so decoders can work on chunks in parallel and memory stays flat
+//! whatever the file size. Lines longer than the limit, and a partial last line of a
+//! truncated file, are reported as rejections rather than stopping the file.
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use flate2::read::MultiGzDecoder;
+
+use crate::{decode::LineOrigin, schema::Registry};
+
+/// Target size of a chunk of lines.
+pub const CHUNK_BYTES: usize = 4 << 20;
+/// Bytes of a rejected line kept in the quarantine when the line is too long to keep.
+pub const SAMPLE_BYTES: usize = 4096;
+
+/// Errors of finding and reading input files.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A configured path cannot be listed or opened.
+    #[error("cannot read {path}: {source}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A configured path holds no NDJSON file.
+    #[error("{0}: no *.ndjson, *.ndjson.gz, *.jsonl or *.jsonl.gz files")]
+    Empty(PathBuf),
+    /// A file decompresses to more than the limit (a gzip bomb, or a wrong limit).
+    #[error("{path}: decompressed size exceeds {limit} bytes")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// One NDJSON file to ingest.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its name in lineage and reports, and the type it holds when its name says so.
+    pub origin: LineOrigin,
+}
+
+/// Lists the NDJSON files under `paths` (files as given, directories by name order).
+pub fn discover(paths: &[PathBuf], registry: &Registry) -> Result<Vec<InputFile>, InputError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| InputError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_file() {
+            files.push(input_file(path.clone(), registry));
+            continue;
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|source| InputError::Open {
+                path: path.clone(),
+                source,
+            })?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && is_ndjson_name(p))
+            .collect();
+        if found.is_empty() {
+            return Err(InputError::Empty(path.clone()));
+        }
+        found.sort();
+        files.extend(found.into_iter().map(|p| input_file(p, registry)));
+    }
+    Ok(files)
+}
+
+fn is_ndjson_name(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    [".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+fn input_file(path: PathBuf, registry: &Registry) -> InputFile {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_owned();
+    let expected_type = expected_type_of(&name, registry).map(Arc::from);
+    InputFile {
+        origin: LineOrigin {
+            file: Arc::from(path.display().to_string()),
+            expected_type,
+        },
+        path,
+    }
+}
+
+/// The resource type a file name announces (`Observation.ndjson`, `Observation.003.ndjson`,
+/// `Observation-1.ndjson.gz`), if its first word is one.
+pub fn expected_type_of<'n>(name: &'n str, registry: &Registry) -> Option<&'n str> {
+    let first = name.split(['.', '-', '_']).next()?;
+    registry.get(first).is_some().then_some(first)
+}
+
+/// Opens a file, decompressing it when it starts with the gzip magic bytes.
+pub fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let mut file = BufReader::with_capacity(1 << 16, File::open(path)?);
+    let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// Whole lines of one file.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Line number (1-based) of the first line of `data`.
+    pub first_line: u64,
+    /// Lines, each ended by `\n` except perhaps the last of the file.
+    pub data: Vec<u8>,
+}
+
+/// What reading a file produces, in order.
+#[derive(Debug)]
+pub enum ReadEvent {
+    /// Lines to decode.
+    Chunk(Chunk),
+    /// A line that cannot be decoded at all, with a sample of its bytes.
+    Rejected {
+        /// Its line number.
+        line: u64,
+        /// Why.
+        rejection: crate::decode::Rejection,
+        /// The line, or its first [`SAMPLE_BYTES`] bytes when too long.
+        sample: Vec<u8>,
+    },
+}
+
+/// Totals of one file read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadTotals {
+    /// Lines seen (blank ones included).
+    pub lines: u64,
+    /// Bytes after decompression.
+    pub bytes: u64,
+}
+
+/// Reads `reader` into chunks of whole lines, calling `emit` for each event; stops early
+/// when `emit` returns false (the consumer is gone).
+pub fn read_chunks(
+    reader: impl Read,
+    name: &str,
+    max_line_bytes: u64,
+    max_total_bytes: u64,
+    mut emit: impl FnMut(ReadEvent) -> bool,
+) -> Result<ReadTotals, InputError> {
+    let mut reader = BufReader::with_capacity(1 << 18, reader);
+    let mut totals = ReadTotals::default();
+    let mut chunk = Chunk {
+        first_line: 1,
+        data: Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2)),
+    };
+    loop {
+        let start = chunk.data.len();
+        let read = (&mut reader)
+            .take(max_line_bytes + 1)
+            .read_until(b'\n', &mut chunk.data);
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                // A broken stream (truncated gzip, I/O error): what is pending is lost.
+                let sample = chunk.data.split_off(start);
+                totals.lines += 1;
+                let rejected = ReadEvent::Rejected {
+                    line: totals.lines,
+                    rejection: crate::decode::Rejection::Truncated(e.to_string()),
+                    sample,
+                };
+                if !chunk.data.is_empty() && !emit(ReadEvent::Chunk(chunk)) {
+                    return Ok(totals);
+                }
+                emit(rejected);
+                return Ok(totals);
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        totals.bytes += n as u64;
+        if totals.bytes > max_total_bytes {
+            return Err(InputError::TooLarge {
+                path: name.to_owned(),
+                limit: max_total_bytes,
+            });
+        }
+        totals.lines += 1;
+        let complete = chunk.data.last() == Some(&b'\n');
+        if !complete && n as u64 > max_line_bytes {
+            let mut sample = chunk.data.split_off(start);
+            sample.truncate(SAMPLE_BYTES);
+            let mut length = n as u64;
+            length += skip_line(&mut reader).unwrap_or(0);
+            totals.bytes += length - n as u64;
+            let line = totals.lines;
+            // The lines before it must be decoded before its line number is passed.
+            let first_line_next = line + 1;
+            let full = std::mem::replace(
+                &mut chunk,
+                Chunk {
+                    first_line: first_line_next,
+                    data: Vec::with_capacity(CHUNK_BYTES),
+                },
+            );
+            if !full.data.is_empty() && !emit(ReadEvent::Chunk(full)) {
+                return Ok(totals);
+            }
+            let rejection = crate::decode::Rejection::LineTooLong {
+                length,
+                limit: max_line_bytes,
+            };
+            if !emit(ReadEvent::Rejected {
+                line,
+                rejection,
+                sample,
+            }) {
+                return Ok(totals);
+            }
+            continue;
+        }
+        if chunk.data.len() >= CHUNK_BYTES {
+            let next = Chunk {
+                first_line: totals.lines + 1,
+                data: Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2)),
+            };
+            if !emit(ReadEvent::Chunk(std::mem::replace(&mut chunk, next))) {
+                return Ok(totals);
+            }
+        }
+    }
+    if !chunk.data.is_empty() {
+        emit(ReadEvent::Chunk(chunk));
+    }
+    Ok(totals)
+}
+
+/// Skips to the end of the current line; returns the bytes skipped.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<u64> {
+    let mut skipped = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(skipped);
+        }
+        if let Some(i) = memchr::memchr(b'\n', buf) {
+            reader.consume(i + 1);
+            return Ok(skipped + i as u64 + 1);
+        }
+        let n = buf.len();
+        reader.consume(n);
+        skipped += n as u64;
+    }
+}
+
+/// The lines of a chunk with their numbers, without line ends; blank lines skipped.
+pub fn lines(chunk: &Chunk) -> impl Iterator<Item = (u64, &[u8])> {
+    let data = chunk.data.strip_suffix(b"\n").unwrap_or(&chunk.data);
+    data.split(|&b| b == b'\n')
+        .enumerate()
+        .filter_map(move |(i, line)| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            (!line.iter().all(u8::is_ascii_whitespace))
+                .then_some((chunk.first_line + i as u64, line))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Rejection;
+
+    fn read_all(
+        input: &[u8],
+        max_line: u64,
+    ) -> (Vec<(u64, Vec<u8>)>, Vec<(u64, Rejection)>, ReadTotals) {
+        let mut lines_out = Vec::new();
+        let mut rejected = Vec::new();
+        let totals = read_chunks(input, "t", max_line, u64::MAX, |event| {
+            match event {
+                ReadEvent::Chunk(c) => lines_out.extend(lines(&c).map(|(n, l)| (n, l.to_vec()))),
+                ReadEvent::Rejected {
+                    line, rejection, ..
+                } => rejected.push((line, rejection)),
+            }
+            true
+        })
+        .unwrap();
+        (lines_out, rejected, totals)
+    }
+
+    #[test]
+    fn numbers_lines_and_skips_blank_ones() {
+        let (lines, rejected, totals) = read_all(b"{\"a\":1}\r\n\n  \n{\"b\":2}", 100);
+        assert_eq!(
+            lines,
+            vec![(1, b"{\"a\":1}".to_vec()), (4, b"{\"b\":2}".to_vec())]
+        );
+        assert!(rejected.is_empty());
+        assert_eq!(totals.lines, 4);
+    }
+
+    #[test]
+    fn over_long_line_is_rejected_and_the_next_lines_keep_their_numbers() {
+        let input = format!("{{}}\n{}\n{{\"c\":3}}\n", "x".repeat(50));
+        let (lines, rejected, _) = read_all(input.as_bytes(), 10);
+        assert_eq!(lines, vec![(1, b"{}".to_vec()), (3, b"{\"c\":3}".to_vec())]);
+        assert_eq!(
+            rejected,
+            vec![(
+                2,
+                Rejection::LineTooLong {
+                    length: 51,
+                    limit: 10
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn truncated_gzip_keeps_complete_lines_and_rejects_the_rest() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(
+            &mut gz,
+            format!("{}\n", "{\"resourceType\":\"Patient\"}\n".repeat(2000)).as_bytes(),
+        )
+        .unwrap();
+        let bytes = gz.finish().unwrap();
+        let cut = &bytes[..bytes.len() / 2];
+        let (lines, rejected, _) = read_all_reader(MultiGzDecoder::new(cut));
+        assert!(!lines.is_empty() && lines.len() < 2000, "{}", lines.len());
+        assert_eq!(rejected.len(), 1);
+        assert!(matches!(rejected[0].1, Rejection::Truncated(_)));
+        assert_eq!(rejected[0].0, lines.len() as u64 + 1);
+    }
+
+    fn read_all_reader(r: impl Read) -> (Vec<u64>, Vec<(u64, Rejection)>, ReadTotals) {
+        let mut lines_out = Vec::new();
+        let mut rejected = Vec::new();
+        let totals = read_chunks(r, "t", 1 << 20, u64::MAX, |event| {
+            match event {
+                ReadEvent::Chunk(c) => lines_out.extend(lines(&c).map(|(n, _)| n)),
+                ReadEvent::Rejected {
+                    line, rejection, ..
+                } => rejected.push((line, rejection)),
+            }
+            true
+        })
+        .unwrap();
+        (lines_out, rejected, totals)
+    }
+
+    #[test]
+    fn decompressed_size_is_bounded() {
+        let err = read_chunks(&b"{}\n{}\n{}\n"[..], "f.ndjson", 100, 4, |_| true).unwrap_err();
+        assert!(err.to_string().contains("f.ndjson"), "{err}");
+    }
+}

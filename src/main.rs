@@ -1,1 +1,289 @@
-fn main(){}
+//! The `fhir-ingest` command line: a thin shell over the library.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use fhir_ingest::{
+    config::{Config, SourceKind},
+    input,
+    pipeline::{self, Outcome, RunOptions, RunSummary},
+    rebuild,
+    schema::{self, Registry},
+    warehouse::Warehouse,
+};
+
+/// Exit status of a run that committed but rejected some lines.
+const EXIT_PARTIAL: u8 = 3;
+/// Exit status of a run that rejected more lines than allowed and committed nothing.
+const EXIT_TOO_MANY_REJECTED: u8 = 4;
+
+/// Moves FHIR Bulk Data NDJSON into stable, lossless, typed Parquet tables.
+///
+/// Exit status: 0 success; 1 error (nothing committed); 2 bad command line;
+/// 3 committed, but some lines were rejected (see the quarantine);
+/// 4 more lines rejected than `quarantine.max_rejected_fraction` allows (nothing committed).
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest every source of the configuration (or one) into the warehouse.
+    ///
+    /// Each source becomes one run: its files are decoded into one table per resource
+    /// type, written as Parquet under the warehouse, and committed by a run manifest
+    /// in `_runs/`. Rejected lines go to `_quarantine/<run id>/`.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Convert NDJSON files or directories (plain or .gz) into a warehouse, without a config.
+    ///
+    /// For backfills: uses the defaults of every `pipeline.toml` key unless given here.
+    Convert {
+        /// Files or directories of *.ndjson / *.ndjson.gz.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The warehouse directory to write.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Source name recorded in each row's lineage.
+        #[arg(long, default_value = "files")]
+        source: String,
+        /// Parquet codec: zstd, snappy, lz4, gzip or none.
+        #[arg(long, default_value = "zstd")]
+        compression: String,
+        /// Decoding threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// Partitioning: export_date or none.
+        #[arg(long, default_value = "export_date")]
+        partition_by: String,
+    },
+    /// Rebuild NDJSON from the committed runs of a warehouse: `<out>/<Type>.ndjson`.
+    ///
+    /// Each resource equals the ingested one as a JSON value (decimals keep their text).
+    ToNdjson {
+        /// The warehouse directory.
+        #[arg(long, short)]
+        warehouse: PathBuf,
+        /// Output directory.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Only these resource types (repeatable).
+        #[arg(long = "type")]
+        types: Vec<String>,
+    },
+    /// Show or regenerate the table schemas.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Print the Arrow schema of a resource type's table.
+    Show {
+        /// The resource type, e.g. Patient.
+        resource_type: String,
+    },
+    /// Regenerate `schemas/r4/*.schema` from the FHIR definitions package.
+    Generate {
+        /// The hl7.fhir.r4.core package (.tgz).
+        #[arg(long)]
+        package: PathBuf,
+        /// The output directory.
+        #[arg(long, default_value = "schemas/r4")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run_cli(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { config, source } => run_sources(&config, source.as_deref()),
+        Command::Convert {
+            inputs,
+            out,
+            source,
+            compression,
+            workers,
+            partition_by,
+        } => {
+            let toml = format!(
+                "[warehouse]\nurl = {out:?}\npartition_by = {partition_by:?}\n[parquet]\ncompression = {compression:?}\n\
+                 [decode]\nworkers = {workers}\n[[sources]]\nname = {source:?}\nkind = \"files\"\npaths = {inputs:?}\n",
+                out = out.display().to_string(),
+                inputs = inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>(),
+            );
+            let config = Config::parse(&toml, Path::new("<command line>"))?;
+            run_config(&config, None)
+        }
+        Command::ToNdjson {
+            warehouse,
+            out,
+            types,
+        } => {
+            let registry = Registry::embedded()?;
+            let warehouse = Warehouse::open_local(&warehouse)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let counts =
+                runtime.block_on(rebuild::to_ndjson(&warehouse, &registry, &out, &types))?;
+            for (resource_type, count) in &counts {
+                println!("{resource_type:<28} {count:>10} resources");
+            }
+            println!("wrote {} files to {}", counts.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema(SchemaCommand::Show { resource_type }) => {
+            let registry = Registry::embedded()?;
+            let schema = registry.require(&resource_type)?;
+            for field in schema.arrow_schema().fields() {
+                println!("{}: {}", field.name(), field.data_type());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema(SchemaCommand::Generate { package, out }) => {
+            let files = schema::generate::generate(&package, &Default::default())?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (resource_type, text) in &files {
+                let path = out.join(format!("{resource_type}.schema"));
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("wrote {} schemas to {}", files.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run_sources(config_path: &Path, only: Option<&str>) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    run_config(&config, only)
+}
+
+fn run_config(config: &Config, only: Option<&str>) -> Result<ExitCode> {
+    if let Some(name) = only
+        && !config.sources.iter().any(|s| s.name == name)
+    {
+        bail!("no source named {name:?} in {}", config.path.display());
+    }
+    let registry = Arc::new(Registry::embedded()?);
+    let warehouse = Warehouse::open_local(&config.warehouse.root)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut worst = ExitCode::SUCCESS;
+    for source in config
+        .sources
+        .iter()
+        .filter(|s| only.is_none_or(|n| n == s.name))
+    {
+        let SourceKind::Files { paths } = &source.kind;
+        let inputs = input::discover(paths, &registry)?;
+        let options = RunOptions {
+            source: source.name.clone(),
+            inputs,
+            transaction_time: None,
+            decode: config.decode.clone(),
+            parquet: config.parquet.clone(),
+            partition_by: config.warehouse.partition_by,
+            max_rejected_fraction: config.max_rejected_fraction,
+        };
+        eprintln!(
+            "source {}: {} files -> {}",
+            source.name,
+            options.inputs.len(),
+            warehouse.root()
+        );
+        let summary = pipeline::run(
+            &warehouse,
+            registry.clone(),
+            options,
+            runtime.handle().clone(),
+            &|line| eprintln!("  {line}"),
+        )
+        .with_context(|| format!("source {}", source.name))?;
+        print_summary(&summary);
+        worst = match summary.outcome {
+            Outcome::Complete => worst,
+            Outcome::Partial => ExitCode::from(EXIT_PARTIAL),
+            Outcome::TooManyRejected => return Ok(ExitCode::from(EXIT_TOO_MANY_REJECTED)),
+        };
+    }
+    Ok(worst)
+}
+
+fn print_summary(summary: &RunSummary) {
+    let m = &summary.manifest;
+    let secs = summary.elapsed.as_secs_f64();
+    println!("run {} (source {}):", m.run_id, m.source);
+    println!(
+        "  {:<28} {:>10} {:>6} {:>12}",
+        "table", "rows", "files", "bytes"
+    );
+    for (resource_type, table) in &m.tables {
+        let bytes: u64 = table.files.iter().map(|f| f.bytes).sum();
+        println!(
+            "  {:<28} {:>10} {:>6} {:>12}",
+            resource_type,
+            table.rows,
+            table.files.len(),
+            bytes
+        );
+    }
+    let rows: u64 = m.tables.values().map(|t| t.rows).sum();
+    println!(
+        "  read {} files, {} lines, {:.1} MB in {:.2} s ({:.1} MB/s); {} rows written",
+        m.input.files,
+        m.input.lines,
+        m.input.bytes as f64 / 1e6,
+        secs,
+        m.input.bytes as f64 / 1e6 / secs.max(1e-9),
+        rows
+    );
+    if m.rejected.lines > 0 {
+        let kinds: Vec<String> = m
+            .rejected
+            .by_reason
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        println!(
+            "  rejected {} lines ({}) -> {}",
+            m.rejected.lines,
+            kinds.join(", "),
+            m.rejected.quarantine.as_deref().unwrap_or("-")
+        );
+    }
+    match summary.outcome {
+        Outcome::Complete | Outcome::Partial => println!("  committed _runs/{}.json", m.run_id),
+        Outcome::TooManyRejected => {
+            println!("  NOT committed: too many rejected lines (quarantine.max_rejected_fraction)")
+        }
+    }
+}

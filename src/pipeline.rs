@@ -1,1 +1,575 @@
-//! TODO
+//! One run: input files through decoders into Parquet, then the run manifest.
+//!
+//! ```text
+//! reader thread ──chunks──► decode workers (one per core) ──batches──► writer threads
+//!      │                          │                                        │
+//!      └──── rejected lines, file totals ──► this thread: quarantine, progress
+//! ```
+//!
+//! Every channel is bounded, so memory stays flat: at most a few chunks of lines, a few
+//! batches per worker, and one row group plus one upload part per open Parquet file.
+//! The run is committed by writing its manifest after every file is complete; a run with
+//! more rejected lines than the configured fraction is not committed.
+
+use std::{
+    collections::{BTreeMap, hash_map::DefaultHasher},
+    hash::{Hash, Hasher},
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, SyncSender, sync_channel},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use arrow_array::RecordBatch;
+use object_store::ObjectStore;
+use tokio::runtime::Handle;
+
+use crate::{
+    config::{DecodeConfig, ParquetConfig, PartitionBy},
+    decode::{LineDecoder, LineOrigin, Rejection, RunLineage, temporal},
+    input::{self, Chunk, InputFile, ReadEvent, ReadTotals},
+    schema::Registry,
+    sink::{ObjectWriter, ParquetFile, SinkError, WrittenFile, writer_properties},
+    warehouse::{
+        self, InputTotals, RejectedTotals, RunManifest, TableManifest, Warehouse, WarehouseError,
+    },
+};
+
+/// Decoded bytes of one type after which its batch is handed over even if not full.
+const BATCH_BYTES: usize = 32 << 20;
+
+/// Errors that fail a run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// An input file could not be read at all.
+    #[error(transparent)]
+    Input(#[from] input::InputError),
+    /// Writing Parquet or the quarantine failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Committing the run failed.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// Building a record batch failed (a bug: the decoder and the schema disagree).
+    #[error("building a {resource_type} batch: {source}")]
+    Batch {
+        /// The table.
+        resource_type: String,
+        /// Arrow's error.
+        source: arrow_schema::ArrowError,
+    },
+    /// A worker thread panicked.
+    #[error("a {0} thread panicked")]
+    Panicked(&'static str),
+}
+
+/// What one run ingests and how.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The source name recorded in lineage and the manifest.
+    pub source: String,
+    /// The files, in order.
+    pub inputs: Vec<InputFile>,
+    /// The export's transactionTime, if the files came from an export.
+    pub transaction_time: Option<String>,
+    /// Decoding limits and parallelism.
+    pub decode: DecodeConfig,
+    /// Parquet settings.
+    pub parquet: ParquetConfig,
+    /// Table partitioning.
+    pub partition_by: PartitionBy,
+    /// Rejected fraction above which the run is not committed.
+    pub max_rejected_fraction: f64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed, nothing rejected.
+    Complete,
+    /// Committed, some lines rejected (within the threshold).
+    Partial,
+    /// Not committed: more lines rejected than the threshold allows.
+    TooManyRejected,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// What was (or would have been) committed.
+    pub manifest: RunManifest,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+enum Report {
+    Rejected {
+        file: Arc<str>,
+        line: u64,
+        rejection: Rejection,
+        sample: Vec<u8>,
+    },
+    FileRead {
+        file: Arc<str>,
+        totals: ReadTotals,
+    },
+}
+
+type Work = (Arc<LineOrigin>, Chunk);
+type Batch = (String, RecordBatch);
+
+/// Runs the pipeline over `options.inputs` into `warehouse`. Blocking: call it outside
+/// the async runtime whose `runtime` handle it uses for the store.
+pub fn run(
+    warehouse: &Warehouse,
+    registry: Arc<Registry>,
+    options: RunOptions,
+    runtime: Handle,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let run_id = new_run_id();
+    let export_date = options
+        .transaction_time
+        .clone()
+        .unwrap_or_else(|| started_at.clone());
+    let partition = warehouse::partition_dir(options.partition_by, &export_date);
+    let lineage = Arc::new(RunLineage {
+        source: options.source.clone(),
+        run_id: run_id.clone(),
+        transaction_time: options.transaction_time.clone(),
+    });
+    let workers = options.decode.workers.get();
+    let writers = workers.div_ceil(2);
+    let store = warehouse.store();
+
+    let (work_tx, work_rx) = sync_channel::<Work>(workers * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (report_tx, report_rx) = sync_channel::<Report>(1024);
+    let mut batch_txs = Vec::with_capacity(writers);
+    let mut batch_rxs = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let (tx, rx) = sync_channel::<Batch>(workers * 2);
+        batch_txs.push(tx);
+        batch_rxs.push(rx);
+    }
+
+    let outcome = std::thread::scope(|scope| {
+        let reader = {
+            let report_tx = report_tx.clone();
+            let (inputs, decode) = (&options.inputs, &options.decode);
+            scope.spawn(move || read_inputs(inputs, decode, work_tx, report_tx))
+        };
+        let mut decoders = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (registry, lineage, work_rx) = (registry.clone(), lineage.clone(), work_rx.clone());
+            let (batch_txs, report_tx) = (batch_txs.clone(), report_tx.clone());
+            let batch_rows = options.decode.batch_rows.get();
+            decoders.push(scope.spawn(move || {
+                decode_worker(
+                    LineDecoder::new(registry, lineage),
+                    &work_rx,
+                    &batch_txs,
+                    &report_tx,
+                    batch_rows,
+                )
+            }));
+        }
+        drop(batch_txs);
+        drop(report_tx);
+        let mut writer_handles = Vec::with_capacity(writers);
+        for rx in batch_rxs {
+            let table_writer = TableWriter {
+                store: store.clone(),
+                registry: registry.clone(),
+                runtime: runtime.clone(),
+                properties: writer_properties(&options.parquet),
+                max_file_bytes: options.parquet.max_file_bytes,
+                partition: partition.clone(),
+                run_id: run_id.clone(),
+                tables: BTreeMap::new(),
+            };
+            writer_handles.push(scope.spawn(move || table_writer.run(rx)));
+        }
+
+        let collected =
+            collect_reports(report_rx, store.clone(), &run_id, runtime.clone(), progress);
+
+        let read_result = reader
+            .join()
+            .map_err(|_| PipelineError::Panicked("reader"))?;
+        for handle in decoders {
+            handle
+                .join()
+                .map_err(|_| PipelineError::Panicked("decoder"))??;
+        }
+        let mut tables = BTreeMap::new();
+        for handle in writer_handles {
+            tables.extend(
+                handle
+                    .join()
+                    .map_err(|_| PipelineError::Panicked("writer"))??,
+            );
+        }
+        let (rejected, input_totals) = collected?;
+        let files = read_result?;
+        Ok::<_, PipelineError>((
+            tables,
+            rejected,
+            InputTotals {
+                files,
+                ..input_totals
+            },
+        ))
+    });
+    let (tables, rejected, input_totals) = outcome?;
+
+    let rows: u64 = tables.values().map(|t: &TableManifest| t.rows).sum();
+    let records = rows + rejected.lines;
+    let outcome = if rejected.lines == 0 {
+        Outcome::Complete
+    } else if rejected.lines as f64 > options.max_rejected_fraction * records as f64 {
+        Outcome::TooManyRejected
+    } else {
+        Outcome::Partial
+    };
+    let manifest = RunManifest {
+        format_version: 1,
+        run_id,
+        source: options.source,
+        started_at,
+        finished_at: now_rfc3339(),
+        transaction_time: options.transaction_time,
+        tables,
+        input: input_totals,
+        rejected,
+    };
+    if outcome != Outcome::TooManyRejected {
+        runtime.block_on(warehouse.commit(&manifest))?;
+    }
+    Ok(RunSummary {
+        manifest,
+        outcome,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Reads every input file into chunks; returns the number of files read.
+fn read_inputs(
+    inputs: &[InputFile],
+    decode: &DecodeConfig,
+    work_tx: SyncSender<Work>,
+    report_tx: SyncSender<Report>,
+) -> Result<u64, PipelineError> {
+    for file in inputs {
+        let origin = Arc::new(file.origin.clone());
+        let reader = input::open(&file.path).map_err(|source| input::InputError::Open {
+            path: file.path.clone(),
+            source,
+        })?;
+        let totals = input::read_chunks(
+            reader,
+            &origin.file,
+            decode.max_line_bytes,
+            decode.max_decompressed_bytes,
+            |event| match event {
+                ReadEvent::Chunk(chunk) => work_tx.send((origin.clone(), chunk)).is_ok(),
+                ReadEvent::Rejected {
+                    line,
+                    rejection,
+                    sample,
+                } => report_tx
+                    .send(Report::Rejected {
+                        file: origin.file.clone(),
+                        line,
+                        rejection,
+                        sample,
+                    })
+                    .is_ok(),
+            },
+        )?;
+        if report_tx
+            .send(Report::FileRead {
+                file: origin.file.clone(),
+                totals,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+    Ok(inputs.len() as u64)
+}
+
+/// Decodes chunks until the reader is done, handing full batches to the writers.
+fn decode_worker(
+    mut decoder: LineDecoder,
+    work_rx: &Mutex<Receiver<Work>>,
+    batch_txs: &[SyncSender<Batch>],
+    report_tx: &SyncSender<Report>,
+    batch_rows: usize,
+) -> Result<(), PipelineError> {
+    let mut types_seen: Vec<String> = Vec::new();
+    loop {
+        let work = work_rx
+            .lock()
+            .map_err(|_| PipelineError::Panicked("decoder"))?
+            .recv();
+        let Ok((origin, chunk)) = work else { break };
+        for (line_no, line) in input::lines(&chunk) {
+            if let Err(rejection) = decoder.decode_line(line, &origin, line_no) {
+                let report = Report::Rejected {
+                    file: origin.file.clone(),
+                    line: line_no,
+                    rejection,
+                    sample: line.to_vec(),
+                };
+                if report_tx.send(report).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        decoder.types(&mut types_seen);
+        for resource_type in &types_seen {
+            let (rows, bytes) = decoder.pending(resource_type);
+            if rows >= batch_rows || bytes >= BATCH_BYTES {
+                send_batch(&mut decoder, resource_type, batch_txs)?;
+            }
+        }
+    }
+    decoder.types(&mut types_seen);
+    for resource_type in &types_seen {
+        send_batch(&mut decoder, resource_type, batch_txs)?;
+    }
+    Ok(())
+}
+
+fn send_batch(
+    decoder: &mut LineDecoder,
+    resource_type: &str,
+    batch_txs: &[SyncSender<Batch>],
+) -> Result<(), PipelineError> {
+    let batch = decoder
+        .finish(resource_type)
+        .map_err(|source| PipelineError::Batch {
+            resource_type: resource_type.to_owned(),
+            source,
+        })?;
+    if let Some(batch) = batch {
+        // A type always goes to the same writer, so each table has one open file at a time.
+        let mut hasher = DefaultHasher::new();
+        resource_type.hash(&mut hasher);
+        let writer = (hasher.finish() % batch_txs.len() as u64) as usize;
+        // A send fails only when the writer died; its error is reported when joined.
+        let _ = batch_txs[writer].send((resource_type.to_owned(), batch));
+    }
+    Ok(())
+}
+
+/// The Parquet files of the tables assigned to one writer thread.
+struct TableWriter {
+    store: Arc<dyn ObjectStore>,
+    registry: Arc<Registry>,
+    runtime: Handle,
+    properties: parquet::file::properties::WriterProperties,
+    max_file_bytes: usize,
+    partition: Option<String>,
+    run_id: String,
+    tables: BTreeMap<String, OpenTable>,
+}
+
+#[derive(Default)]
+struct OpenTable {
+    current: Option<ParquetFile>,
+    manifest: TableManifest,
+}
+
+impl TableWriter {
+    fn run(
+        mut self,
+        batches: Receiver<Batch>,
+    ) -> Result<BTreeMap<String, TableManifest>, PipelineError> {
+        for (resource_type, batch) in batches {
+            self.write(&resource_type, &batch)?;
+        }
+        let mut out = BTreeMap::new();
+        for (resource_type, mut table) in std::mem::take(&mut self.tables) {
+            if let Some(file) = table.current.take() {
+                Self::record(&mut table.manifest, file.finish()?);
+            }
+            out.insert(resource_type, table.manifest);
+        }
+        Ok(out)
+    }
+
+    fn write(&mut self, resource_type: &str, batch: &RecordBatch) -> Result<(), PipelineError> {
+        let table = self.tables.entry(resource_type.to_owned()).or_default();
+        let file = match &mut table.current {
+            Some(file) => file,
+            None => {
+                let n = table.manifest.files.len();
+                let path =
+                    Warehouse::data_file(resource_type, self.partition.as_deref(), &self.run_id, n);
+                let schema = self
+                    .registry
+                    .get(resource_type)
+                    .map(|s| s.arrow_schema())
+                    .unwrap_or_else(|| batch.schema());
+                let file = ParquetFile::create(
+                    self.store.clone(),
+                    path,
+                    schema,
+                    self.properties.clone(),
+                    self.runtime.clone(),
+                )?;
+                table.current.insert(file)
+            }
+        };
+        file.write(batch)?;
+        if file.size() >= self.max_file_bytes
+            && let Some(file) = table.current.take()
+        {
+            Self::record(&mut table.manifest, file.finish()?);
+        }
+        Ok(())
+    }
+
+    fn record(manifest: &mut TableManifest, file: WrittenFile) {
+        manifest.rows += file.rows;
+        manifest.files.push(file);
+    }
+}
+
+/// Writes rejected lines to the quarantine and reports progress until every sender is gone.
+fn collect_reports(
+    reports: Receiver<Report>,
+    store: Arc<dyn ObjectStore>,
+    run_id: &str,
+    runtime: Handle,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<(RejectedTotals, InputTotals), PipelineError> {
+    let mut rejected = RejectedTotals::default();
+    let mut input = InputTotals::default();
+    let mut quarantine: Option<ObjectWriter> = None;
+    let path = Warehouse::quarantine_file(run_id);
+    let mut record = String::new();
+    for report in reports {
+        match report {
+            Report::FileRead { file, totals } => {
+                input.lines += totals.lines;
+                input.bytes += totals.bytes;
+                progress(&format!(
+                    "read {file}: {} lines, {:.1} MB",
+                    totals.lines,
+                    totals.bytes as f64 / 1e6
+                ));
+            }
+            Report::Rejected {
+                file,
+                line,
+                rejection,
+                sample,
+            } => {
+                rejected.lines += 1;
+                *rejected
+                    .by_reason
+                    .entry(reason_kind(&rejection).to_owned())
+                    .or_default() += 1;
+                if rejected.lines <= 5 {
+                    progress(&format!("rejected {file}:{line}: {rejection}"));
+                }
+                quarantine_record(&mut record, &file, line, &rejection, &sample);
+                let writer = quarantine.get_or_insert_with(|| {
+                    ObjectWriter::new(store.clone(), path.clone(), runtime.clone())
+                });
+                std::io::Write::write_all(writer, record.as_bytes()).map_err(|e| {
+                    SinkError::Store {
+                        path: path.to_string(),
+                        source: object_store::Error::Generic {
+                            store: "quarantine",
+                            source: Box::new(e),
+                        },
+                    }
+                })?;
+            }
+        }
+    }
+    if let Some(writer) = quarantine {
+        writer.finish()?;
+        rejected.quarantine = Some(path.to_string());
+    }
+    Ok((rejected, input))
+}
+
+/// A short, stable name for a rejection's kind (for counts in the manifest).
+fn reason_kind(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::InvalidJson(_) => "invalid_json",
+        Rejection::NotAnObject => "not_an_object",
+        Rejection::MissingResourceType => "missing_resource_type",
+        Rejection::UnknownResourceType(_) => "unknown_resource_type",
+        Rejection::TypeMismatch { .. } => "type_mismatch",
+        Rejection::LineTooLong { .. } => "line_too_long",
+        Rejection::Truncated(_) => "truncated",
+    }
+}
+
+/// One quarantine line: where, why, and the line itself (as text, or base64 when not UTF-8).
+fn quarantine_record(
+    out: &mut String,
+    file: &str,
+    line: u64,
+    rejection: &Rejection,
+    sample: &[u8],
+) {
+    use base64::Engine as _;
+    out.clear();
+    let mut record = serde_json::Map::new();
+    record.insert("file".into(), file.into());
+    record.insert("line".into(), line.into());
+    record.insert("reason".into(), rejection.to_string().into());
+    match std::str::from_utf8(sample) {
+        Ok(text) => record.insert("text".into(), text.into()),
+        Err(_) => record.insert(
+            "base64".into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(sample)
+                .into(),
+        ),
+    };
+    if matches!(rejection, Rejection::LineTooLong { .. }) {
+        record.insert("text_is_prefix".into(), true.into());
+    }
+    out.push_str(&serde_json::Value::Object(record).to_string());
+    out.push('\n');
+}
+
+/// The current time as RFC 3339 UTC with seconds (`2026-11-28T22:54:17Z`).
+pub fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (y, m, d) = temporal::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// A run id that sorts by start time and is unique across processes:
+/// `20261128T225417Z-1a2b3c4d`.
+pub fn new_run_id() -> String {
+    let now = now_rfc3339().replace(['-', ':'], "");
+    let mut hasher = DefaultHasher::new();
+    SystemTime::now().hash(&mut hasher);
+    std::process::id().hash(&mut hasher);
+    std::thread::current().id().hash(&mut hasher);
+    format!("{now}-{:08x}", hasher.finish() as u32)
+}

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use arrow_array::{
     ArrayRef, ListArray, StructArray,
-    builder::{BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder},
+    builder::{
+        BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder,
+    },
 };
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{Field, FieldRef, Fields};
@@ -35,7 +37,14 @@ pub(crate) struct Cx<'a, 't> {
 impl Cx<'_, '_> {
     /// Sends the value at `index`, found at the current path plus `last`, to overflow.
     fn spill(&mut self, last: Seg, index: usize) {
-        self.overflow.add(self.tape, self.line, self.numbers, self.path, Some(last), index);
+        self.overflow.add(
+            self.tape,
+            self.line,
+            self.numbers,
+            self.path,
+            Some(last),
+            index,
+        );
     }
 }
 
@@ -46,8 +55,14 @@ pub(crate) enum Column {
     String(StringBuilder),
     /// Items of a repeated decimal: the exact text only.
     NumberText(StringBuilder),
-    Decimal { value: Float64Builder, text: StringBuilder },
-    Temporal { text: StringBuilder, ts: TimestampMicrosecondBuilder },
+    Decimal {
+        value: Float64Builder,
+        text: StringBuilder,
+    },
+    Temporal {
+        text: StringBuilder,
+        ts: TimestampMicrosecondBuilder,
+    },
     Struct(StructColumn),
     List(Box<ListColumn>),
 }
@@ -73,11 +88,16 @@ impl Column {
             ElementKind::Primitive(Primitive::Boolean) => Self::Boolean(BooleanBuilder::new()),
             ElementKind::Primitive(Primitive::Integer) => Self::Integer(Int32Builder::new()),
             ElementKind::Primitive(Primitive::String) => Self::String(StringBuilder::new()),
-            ElementKind::Primitive(Primitive::Decimal) if element.repeated => Self::NumberText(StringBuilder::new()),
-            ElementKind::Primitive(Primitive::Decimal) => {
-                Self::Decimal { value: Float64Builder::new(), text: StringBuilder::new() }
+            ElementKind::Primitive(Primitive::Decimal) if element.repeated => {
+                Self::NumberText(StringBuilder::new())
             }
-            ElementKind::Primitive(Primitive::Temporal) if element.repeated => Self::String(StringBuilder::new()),
+            ElementKind::Primitive(Primitive::Decimal) => Self::Decimal {
+                value: Float64Builder::new(),
+                text: StringBuilder::new(),
+            },
+            ElementKind::Primitive(Primitive::Temporal) if element.repeated => {
+                Self::String(StringBuilder::new())
+            }
             ElementKind::Primitive(Primitive::Temporal) => Self::Temporal {
                 text: StringBuilder::new(),
                 ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
@@ -109,12 +129,18 @@ impl Column {
                 cx.numbers.claim();
                 b.append_value(v);
             }
-            (Self::Decimal { value, text }, Node::Static(n @ (StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)))) => {
+            (
+                Self::Decimal { value, text },
+                Node::Static(n @ (StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_))),
+            ) => {
                 let ordinal = cx.numbers.claim();
                 value.append_value(as_f64(n));
                 text.append_value(cx.numbers.text(cx.line, ordinal));
             }
-            (Self::NumberText(b), Node::Static(StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_))) => {
+            (
+                Self::NumberText(b),
+                Node::Static(StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)),
+            ) => {
                 let ordinal = cx.numbers.claim();
                 b.append_value(cx.numbers.text(cx.line, ordinal));
             }
@@ -225,7 +251,9 @@ impl StructColumn {
         for _ in 0..len {
             let value = key_index + 1;
             let next = value + node_span(cx.tape, value);
-            let Node::String(key) = cx.tape[key_index] else { unreachable!("object keys are strings") };
+            let Node::String(key) = cx.tape[key_index] else {
+                unreachable!("object keys are strings")
+            };
             let key_seg = Seg::Key(key_index as u32);
             match self.lookup.get(key) {
                 Some(&SKIP) => {}
@@ -327,6 +355,11 @@ impl ListColumn {
         self.item.finish(&mut values);
         let offsets = std::mem::replace(&mut self.offsets, vec![0]);
         let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-        ListArray::new(self.field.clone(), offsets, values.remove(0), self.validity.finish())
+        ListArray::new(
+            self.field.clone(),
+            offsets,
+            values.remove(0),
+            self.validity.finish(),
+        )
     }
 }

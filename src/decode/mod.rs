@@ -137,34 +137,53 @@ impl LineDecoder {
 
     /// Decodes one line (without its newline) into the table of its resource type and
     /// returns that type's row count so far.
-    pub fn decode_line(&mut self, line: &[u8], origin: &LineOrigin, line_no: u64) -> Result<usize, Rejection> {
+    pub fn decode_line(
+        &mut self,
+        line: &[u8],
+        origin: &LineOrigin,
+        line_no: u64,
+    ) -> Result<usize, Rejection> {
         let mut input = std::mem::take(&mut self.input);
         input.clear();
         input.extend_from_slice(line);
         input.resize(line.len() + simd_json::INPUT_PADDING, b' ');
         let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
-        let result = match simd_json::fill_tape_padded(&mut input, line.len(), &mut self.buffers, &mut tape) {
-            Ok(()) => self.decode_tape(&tape.0, line, origin, line_no),
-            Err(e) => Err(Rejection::InvalidJson(e.to_string())),
-        };
+        let result =
+            match simd_json::fill_tape_padded(&mut input, line.len(), &mut self.buffers, &mut tape)
+            {
+                Ok(()) => self.decode_tape(&tape.0, line, origin, line_no),
+                Err(e) => Err(Rejection::InvalidJson(e.to_string())),
+            };
         self.tape = Some(tape.reset());
         self.input = input;
         result
     }
 
-    fn decode_tape(&mut self, tape: &[Node<'_>], line: &[u8], origin: &LineOrigin, line_no: u64) -> Result<usize, Rejection> {
+    fn decode_tape(
+        &mut self,
+        tape: &[Node<'_>],
+        line: &[u8],
+        origin: &LineOrigin,
+        line_no: u64,
+    ) -> Result<usize, Rejection> {
         let resource_type = resource_type_of(tape)?;
         if let Some(expected) = &origin.expected_type
             && **expected != *resource_type
         {
-            return Err(Rejection::TypeMismatch { expected: expected.to_string(), found: resource_type.to_owned() });
+            return Err(Rejection::TypeMismatch {
+                expected: expected.to_string(),
+                found: resource_type.to_owned(),
+            });
         }
         if !self.tables.contains_key(resource_type) {
             let schema = self
                 .registry
                 .get(resource_type)
                 .ok_or_else(|| Rejection::UnknownResourceType(resource_type.to_owned()))?;
-            self.tables.insert(resource_type.to_owned(), TableDecoder::new(schema.clone(), self.lineage.clone()));
+            self.tables.insert(
+                resource_type.to_owned(),
+                TableDecoder::new(schema.clone(), self.lineage.clone()),
+            );
         }
         let table = self.tables.get_mut(resource_type).expect("inserted above");
         self.numbers.reset();
@@ -181,9 +200,18 @@ impl LineDecoder {
         Ok(table.rows)
     }
 
+    /// Fills `out` with the types that have a table being built, sorted.
+    pub fn types(&self, out: &mut Vec<String>) {
+        out.clear();
+        out.extend(self.tables.keys().cloned());
+        out.sort_unstable();
+    }
+
     /// Row count and decoded input bytes of the table being built for a type.
     pub fn pending(&self, resource_type: &str) -> (usize, usize) {
-        self.tables.get(resource_type).map_or((0, 0), |t| (t.rows, t.bytes))
+        self.tables
+            .get(resource_type)
+            .map_or((0, 0), |t| (t.rows, t.bytes))
     }
 
     /// Finishes the batch of one type, if it has rows.
@@ -196,7 +224,12 @@ impl LineDecoder {
 
     /// Finishes the batches of every type with rows, sorted by type.
     pub fn finish_all(&mut self) -> Result<Vec<(String, RecordBatch)>, ArrowError> {
-        let mut types: Vec<String> = self.tables.iter().filter(|(_, t)| t.rows > 0).map(|(k, _)| k.clone()).collect();
+        let mut types: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t.rows > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
         types.sort();
         let mut out = Vec::with_capacity(types.len());
         for t in types {
@@ -210,7 +243,9 @@ impl LineDecoder {
 
 /// The `resourceType` of a parsed line.
 fn resource_type_of<'t>(tape: &[Node<'t>]) -> Result<&'t str, Rejection> {
-    let Some(&Node::Object { len, .. }) = tape.first() else { return Err(Rejection::NotAnObject) };
+    let Some(&Node::Object { len, .. }) = tape.first() else {
+        return Err(Rejection::NotAnObject);
+    };
     let mut key = 1;
     for _ in 0..len {
         let value = key + 1;
@@ -253,7 +288,9 @@ impl TableDecoder {
     }
 
     fn append(&mut self, cx: &mut Cx<'_, '_>, file: &str, line_no: u64, line_len: usize) {
-        let Node::Object { len, .. } = cx.tape[0] else { unreachable!("checked by resource_type_of") };
+        let Node::Object { len, .. } = cx.tape[0] else {
+            unreachable!("checked by resource_type_of")
+        };
         self.root.append_object(cx, 0, len);
         self.overflow.append_option(cx.overflow.finish());
         self.lineage_file.append_value(file);

@@ -56,7 +56,9 @@ impl NumberTexts {
             scan_numbers(line, &mut self.spans);
             self.scanned = true;
         }
-        let Some(&(start, end)) = self.spans.get(ordinal) else { return "0" };
+        let Some(&(start, end)) = self.spans.get(ordinal) else {
+            return "0";
+        };
         // Number tokens are ASCII, so this slice is valid UTF-8.
         std::str::from_utf8(&line[start as usize..end as usize]).unwrap_or("0")
     }
@@ -70,7 +72,9 @@ fn scan_numbers(line: &[u8], spans: &mut Vec<(u32, u32)>) {
             b'"' => i = skip_string(line, i + 1),
             b'-' | b'0'..=b'9' => {
                 let start = i;
-                while i < line.len() && matches!(line[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while i < line.len()
+                    && matches!(line[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
                     i += 1;
                 }
                 spans.push((start as u32, i as u32));
@@ -155,7 +159,13 @@ impl OverflowWriter {
 
 /// Serializes the tape value at `index` as JSON, numbers with their original text.
 /// Returns the index just past the value.
-pub(crate) fn write_value(out: &mut String, tape: &[Node<'_>], line: &[u8], numbers: &mut NumberTexts, index: usize) -> usize {
+pub(crate) fn write_value(
+    out: &mut String,
+    tape: &[Node<'_>],
+    line: &[u8],
+    numbers: &mut NumberTexts,
+    index: usize,
+) -> usize {
     match tape[index] {
         Node::String(s) => {
             write_json_string(out, s);
@@ -246,7 +256,10 @@ mod tests {
         let line = br#"{"a":"x\"1,2","b":[1.50,-0,2e3],"c\\":7}"#;
         let mut spans = Vec::new();
         scan_numbers(line, &mut spans);
-        let texts: Vec<_> = spans.iter().map(|&(s, e)| std::str::from_utf8(&line[s as usize..e as usize]).unwrap()).collect();
+        let texts: Vec<_> = spans
+            .iter()
+            .map(|&(s, e)| std::str::from_utf8(&line[s as usize..e as usize]).unwrap())
+            .collect();
         assert_eq!(texts, ["1.50", "-0", "2e3", "7"]);
     }
 
@@ -262,7 +275,9 @@ mod tests {
         let a: serde_json::Value = serde_json::from_slice(original).unwrap();
         let b: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(a, b, "{out}");
-        assert!(out.contains("1.50") && out.contains("-0") && out.contains("12345678901234567890123"));
+        assert!(
+            out.contains("1.50") && out.contains("-0") && out.contains("12345678901234567890123")
+        );
     }
 
     #[test]
@@ -272,7 +287,14 @@ mod tests {
         let tape = simd_json::to_tape(&mut input).unwrap();
         let mut w = OverflowWriter::default();
         let mut numbers = NumberTexts::default();
-        w.add(&tape.0, original, &mut numbers, &[Seg::Index(3)], Some(Seg::Key(1)), 2);
+        w.add(
+            &tape.0,
+            original,
+            &mut numbers,
+            &[Seg::Index(3)],
+            Some(Seg::Key(1)),
+            2,
+        );
         assert_eq!(w.finish(), Some(r#"{"/3/a~1b~0c":1}"#));
     }
 }

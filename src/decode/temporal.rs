@@ -67,7 +67,9 @@ pub fn parse_micros(text: &str) -> Option<i64> {
 /// `len` ASCII digits at `at` as a number.
 fn digits(b: &[u8], at: usize, len: usize) -> Option<u32> {
     let slice = b.get(at..at + len)?;
-    slice.iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+    slice.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
 }
 
 fn days_in_month(year: i64, month: u32) -> u32 {
@@ -112,7 +114,10 @@ mod tests {
     fn partial_dates_are_period_starts() {
         assert_eq!(parse_micros("1970"), Some(0));
         assert_eq!(parse_micros("1970-02"), Some(31 * 86_400_000_000));
-        assert_eq!(parse_micros("2000-02-29"), Some(days_from_civil(2000, 2, 29) * 86_400_000_000));
+        assert_eq!(
+            parse_micros("2000-02-29"),
+            Some(days_from_civil(2000, 2, 29) * 86_400_000_000)
+        );
     }
 
     #[test]
@@ -121,13 +126,25 @@ mod tests {
         assert_eq!(parse_micros("2020-01-01T12:00:00+02:00"), Some(utc));
         assert_eq!(parse_micros("2020-01-01T05:30:00-04:30"), Some(utc));
         assert_eq!(parse_micros("2020-01-01T10:00:00.5Z"), Some(utc + 500_000));
-        assert_eq!(parse_micros("2020-01-01T10:00:00.1234567Z"), Some(utc + 123_456));
+        assert_eq!(
+            parse_micros("2020-01-01T10:00:00.1234567Z"),
+            Some(utc + 123_456)
+        );
         assert_eq!(parse_micros("2020-01-01T10:00:00"), Some(utc));
     }
 
     #[test]
     fn garbage_gives_none() {
-        for bad in ["", "20", "2020-13", "2020-02-30", "2020-01-01X", "2020-01-01T10", "abcd", "2020-01-01T10:00:00+0200"] {
+        for bad in [
+            "",
+            "20",
+            "2020-13",
+            "2020-02-30",
+            "2020-01-01X",
+            "2020-01-01T10",
+            "abcd",
+            "2020-01-01T10:00:00+0200",
+        ] {
             assert_eq!(parse_micros(bad), None, "{bad}");
         }
     }

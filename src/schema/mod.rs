@@ -153,15 +153,23 @@ impl ResourceSchema {
             };
             let siblings = match parent {
                 None => &mut root,
-                Some(parent) => {
-                    children_of(&mut root, parent).ok_or_else(|| bad("parent element not listed before"))?
-                }
+                Some(parent) => children_of(&mut root, parent)
+                    .ok_or_else(|| bad("parent element not listed before"))?,
             };
-            siblings.push(Element { name: name.to_owned(), fhir_type: fhir_type.to_owned(), repeated, kind });
+            siblings.push(Element {
+                name: name.to_owned(),
+                fhir_type: fhir_type.to_owned(),
+                repeated,
+                kind,
+            });
         }
         prune_empty_structs(&mut root);
         let arrow = Arc::new(arrow_schema_of(&root));
-        Ok(Self { resource_type: resource_type.to_owned(), elements: root, arrow })
+        Ok(Self {
+            resource_type: resource_type.to_owned(),
+            elements: root,
+            arrow,
+        })
     }
 
     /// The Arrow schema of the table: typed columns, then `_lineage` and `_overflow`.
@@ -177,7 +185,9 @@ fn children_of<'a>(elements: &'a mut [Element], path: &str) -> Option<&'a mut Ve
         None => (path, None),
     };
     let element = elements.iter_mut().rev().find(|e| e.name == head)?;
-    let ElementKind::Struct(children) = &mut element.kind else { return None };
+    let ElementKind::Struct(children) = &mut element.kind else {
+        return None;
+    };
     match rest {
         None => Some(children),
         Some(rest) => children_of(children, rest),
@@ -202,7 +212,11 @@ pub fn timestamp_type() -> DataType {
 
 fn arrow_schema_of(elements: &[Element]) -> Schema {
     let mut fields = fields_of(elements);
-    fields.push(Field::new(LINEAGE_COLUMN, DataType::Struct(lineage_fields()), false));
+    fields.push(Field::new(
+        LINEAGE_COLUMN,
+        DataType::Struct(lineage_fields()),
+        false,
+    ));
     fields.push(Field::new(OVERFLOW_COLUMN, DataType::Utf8, true));
     Schema::new(fields)
 }
@@ -248,7 +262,9 @@ pub fn value_type(element: &Element) -> DataType {
 pub fn companion(element: &Element) -> Option<(&'static str, DataType)> {
     match (&element.kind, element.repeated) {
         (ElementKind::Primitive(Primitive::Decimal), false) => Some((TEXT_SUFFIX, DataType::Utf8)),
-        (ElementKind::Primitive(Primitive::Temporal), false) => Some((TIMESTAMP_SUFFIX, timestamp_type())),
+        (ElementKind::Primitive(Primitive::Temporal), false) => {
+            Some((TIMESTAMP_SUFFIX, timestamp_type()))
+        }
         _ => None,
     }
 }
@@ -269,7 +285,10 @@ impl Registry {
     pub fn embedded() -> Result<Self, SchemaError> {
         let mut by_type = HashMap::with_capacity(EMBEDDED.len());
         for (resource_type, text) in EMBEDDED {
-            by_type.insert((*resource_type).to_owned(), Arc::new(ResourceSchema::parse(resource_type, text)?));
+            by_type.insert(
+                (*resource_type).to_owned(),
+                Arc::new(ResourceSchema::parse(resource_type, text)?),
+            );
         }
         Ok(Self { by_type })
     }
@@ -281,7 +300,8 @@ impl Registry {
 
     /// The schema of a resource type, as an error when unknown.
     pub fn require(&self, resource_type: &str) -> Result<&Arc<ResourceSchema>, SchemaError> {
-        self.get(resource_type).ok_or_else(|| SchemaError::UnknownType(resource_type.to_owned()))
+        self.get(resource_type)
+            .ok_or_else(|| SchemaError::UnknownType(resource_type.to_owned()))
     }
 
     /// All resource types with a schema, sorted.
@@ -303,17 +323,40 @@ mod tests {
     fn parses_tree_and_maps_to_arrow() {
         let schema = ResourceSchema::parse("Test", SAMPLE).unwrap();
         let names: Vec<_> = schema.elements.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["id", "name", "birthDate", "multipleBirthInteger", "valueQuantity"]);
+        assert_eq!(
+            names,
+            [
+                "id",
+                "name",
+                "birthDate",
+                "multipleBirthInteger",
+                "valueQuantity"
+            ]
+        );
         let arrow = schema.arrow_schema();
         let names: Vec<_> = arrow.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(
             names,
-            ["id", "name", "birthDate", "birthDate_ts", "multipleBirthInteger", "valueQuantity", "_lineage", "_overflow"]
+            [
+                "id",
+                "name",
+                "birthDate",
+                "birthDate_ts",
+                "multipleBirthInteger",
+                "valueQuantity",
+                "_lineage",
+                "_overflow"
+            ]
         );
-        let DataType::Struct(q) = arrow.field_with_name("valueQuantity").unwrap().data_type() else { panic!() };
+        let DataType::Struct(q) = arrow.field_with_name("valueQuantity").unwrap().data_type()
+        else {
+            panic!()
+        };
         assert_eq!(q[0].data_type(), &DataType::Float64);
         assert_eq!(q[1].name(), "value_text");
-        let DataType::List(item) = arrow.field_with_name("name").unwrap().data_type() else { panic!() };
+        let DataType::List(item) = arrow.field_with_name("name").unwrap().data_type() else {
+            panic!()
+        };
         assert_eq!(item.name(), LIST_ITEM);
     }
 
@@ -330,7 +373,13 @@ mod tests {
         let registry = Registry::embedded().unwrap();
         let types = registry.resource_types();
         assert!(types.len() >= 145, "{} types", types.len());
-        for t in ["Patient", "Observation", "ExplanationOfBenefit", "Claim", "Questionnaire"] {
+        for t in [
+            "Patient",
+            "Observation",
+            "ExplanationOfBenefit",
+            "Claim",
+            "Questionnaire",
+        ] {
             assert!(registry.get(t).is_some(), "{t}");
         }
         assert!(registry.get("Foo").is_none());
