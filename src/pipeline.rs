@@ -179,6 +179,9 @@ pub fn run(
                 )
             }));
         }
+        // Only the workers may hold these: when they are all gone, the channels close
+        // and a reader or decoder blocked on them stops instead of waiting forever.
+        drop(work_rx);
         drop(batch_txs);
         drop(report_tx);
         let mut writer_handles = Vec::with_capacity(writers);

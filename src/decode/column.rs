@@ -11,10 +11,11 @@ use std::sync::Arc;
 use arrow_array::{
     ArrayRef, ListArray, StructArray,
     builder::{
-        BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder,
+        ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, StringBuilder,
+        TimestampMicrosecondBuilder,
     },
 };
-use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{NullBuffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{Field, FieldRef, Fields};
 use rustc_hash::FxHashMap;
 use simd_json::{Node, StaticNode};
@@ -156,20 +157,50 @@ impl Column {
 
     /// Appends a null (an absent element).
     pub(crate) fn append_null(&mut self) {
+        let len = self.len();
+        self.pad_to(len + 1);
+    }
+
+    /// Values (nulls included) appended so far.
+    pub(crate) fn len(&self) -> usize {
         match self {
-            Self::Boolean(b) => b.append_null(),
-            Self::Integer(b) => b.append_null(),
-            Self::String(b) | Self::NumberText(b) => b.append_null(),
+            Self::Boolean(b) => b.len(),
+            Self::Integer(b) => b.len(),
+            Self::String(b) | Self::NumberText(b) => b.len(),
+            Self::Decimal { value, .. } => value.len(),
+            Self::Temporal { text, .. } => text.len(),
+            Self::Struct(s) => s.validity.len(),
+            Self::List(l) => l.validity.len(),
+        }
+    }
+
+    /// Appends nulls up to `len` values. Absent elements are not appended one by one:
+    /// a column is padded when it next gets a value, or when the batch is finished, so
+    /// the work per row is proportional to the elements present, not to the schema.
+    pub(crate) fn pad_to(&mut self, len: usize) {
+        let missing = len.saturating_sub(self.len());
+        if missing == 0 {
+            return;
+        }
+        match self {
+            Self::Boolean(b) => b.append_nulls(missing),
+            Self::Integer(b) => b.append_nulls(missing),
+            Self::String(b) | Self::NumberText(b) => b.append_nulls(missing),
             Self::Decimal { value, text } => {
-                value.append_null();
-                text.append_null();
+                value.append_nulls(missing);
+                text.append_nulls(missing);
             }
             Self::Temporal { text, ts } => {
-                text.append_null();
-                ts.append_null();
+                text.append_nulls(missing);
+                ts.append_nulls(missing);
             }
-            Self::Struct(s) => s.append_null(),
-            Self::List(l) => l.append_null(),
+            // The children of a struct are padded lazily too.
+            Self::Struct(s) => s.validity.append_n_nulls(missing),
+            Self::List(l) => {
+                let last = l.offsets.last().copied().unwrap_or(0);
+                l.offsets.resize(l.offsets.len() + missing, last);
+                l.validity.append_n_nulls(missing);
+            }
         }
     }
 
@@ -218,9 +249,6 @@ pub(crate) struct StructColumn {
     fields: Fields,
     columns: Vec<Column>,
     lookup: FxHashMap<Box<str>, u32>,
-    /// `seen[c] == stamp` when child `c` got a value in the object being decoded.
-    seen: Vec<u32>,
-    stamp: u32,
     validity: NullBufferBuilder,
 }
 
@@ -238,15 +266,13 @@ impl StructColumn {
             fields: Fields::from(fields_of(children)),
             columns: children.iter().map(Column::for_element).collect(),
             lookup,
-            seen: vec![0; children.len()],
-            stamp: 0,
             validity: NullBufferBuilder::new(0),
         }
     }
 
     /// Decodes the members of the object at `index` into the children.
     pub(crate) fn append_object(&mut self, cx: &mut Cx<'_, '_>, index: usize, len: usize) {
-        self.next_stamp();
+        let row = self.validity.len();
         let mut key_index = index + 1;
         for _ in 0..len {
             let value = key_index + 1;
@@ -257,10 +283,12 @@ impl StructColumn {
             let key_seg = Seg::Key(key_index as u32);
             match self.lookup.get(key) {
                 Some(&SKIP) => {}
-                Some(&c) if self.seen[c as usize] != self.stamp => {
-                    self.seen[c as usize] = self.stamp;
+                // A child longer than `row` already has a value: the key is repeated.
+                Some(&c) if self.columns[c as usize].len() <= row => {
+                    let column = &mut self.columns[c as usize];
+                    column.pad_to(row);
                     cx.path.push(key_seg);
-                    let accepted = self.columns[c as usize].append(cx, value);
+                    let accepted = column.append(cx, value);
                     cx.path.pop();
                     if !accepted {
                         cx.spill(key_seg, value);
@@ -271,45 +299,23 @@ impl StructColumn {
             }
             key_index = next;
         }
-        for (column, &seen) in self.columns.iter_mut().zip(&self.seen) {
-            if seen != self.stamp {
-                column.append_null();
-            }
-        }
         self.validity.append_non_null();
     }
 
-    fn next_stamp(&mut self) {
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
-            self.seen.fill(0);
-            self.stamp = 1;
-        }
-    }
-
-    fn append_null(&mut self) {
-        for column in &mut self.columns {
-            column.append_null();
-        }
-        self.validity.append_null();
-    }
-
-    /// The children's arrays, in field order.
-    pub(crate) fn finish_columns(&mut self) -> Vec<ArrayRef> {
+    /// The children's arrays, in field order, and the struct's validity; starts anew.
+    pub(crate) fn finish_columns(&mut self) -> (Vec<ArrayRef>, Option<NullBuffer>) {
+        let len = self.validity.len();
         let mut arrays = Vec::with_capacity(self.fields.len());
         for column in &mut self.columns {
+            column.pad_to(len);
             column.finish(&mut arrays);
         }
-        arrays
+        (arrays, self.validity.finish())
     }
 
     fn finish(&mut self) -> StructArray {
-        let arrays = self.finish_columns();
-        let nulls = self.validity.finish();
-        match nulls {
-            Some(nulls) => StructArray::new(self.fields.clone(), arrays, Some(nulls)),
-            None => StructArray::new(self.fields.clone(), arrays, None),
-        }
+        let (arrays, nulls) = self.finish_columns();
+        StructArray::new(self.fields.clone(), arrays, nulls)
     }
 }
 
@@ -342,12 +348,6 @@ impl ListColumn {
         let last = self.offsets.last().copied().unwrap_or(0);
         self.offsets.push(last + len as i32);
         self.validity.append_non_null();
-    }
-
-    fn append_null(&mut self) {
-        let last = self.offsets.last().copied().unwrap_or(0);
-        self.offsets.push(last);
-        self.validity.append_null();
     }
 
     fn finish(&mut self) -> ListArray {

@@ -301,7 +301,7 @@ impl TableDecoder {
 
     /// The rows decoded since the last call, as a record batch.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
-        let mut columns = self.root.finish_columns();
+        let (mut columns, _) = self.root.finish_columns();
         let rows = self.rows;
         columns.push(Arc::new(self.finish_lineage(rows)));
         columns.push(Arc::new(self.overflow.finish()));
