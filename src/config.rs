@@ -101,7 +101,8 @@ pub struct RawParquet {
     /// `zstd` (default), `snappy`, `lz4`, `gzip` or `none`.
     #[serde(default = "default_codec")]
     pub compression: String,
-    /// Level for zstd (1-22, default 3) or gzip (0-9, default 6); ignored by the others.
+    /// Level for zstd (1-22, default 1, as Arrow C++) or gzip (0-9, default 6); ignored by
+    /// the others.
     pub compression_level: Option<i32>,
     /// Rows per row group at most. Default 100000.
     #[serde(default = "default_row_group_rows")]
@@ -423,7 +424,7 @@ fn validate_parquet(raw: &RawParquet, path: &Path) -> Result<ParquetConfig, Conf
         |e: parquet::errors::ParquetError| invalid("parquet.compression_level", e.to_string());
     let compression = match raw.compression.as_str() {
         "zstd" => Compression::ZSTD(
-            ZstdLevel::try_new(raw.compression_level.unwrap_or(3)).map_err(level_error)?,
+            ZstdLevel::try_new(raw.compression_level.unwrap_or(1)).map_err(level_error)?,
         ),
         "gzip" => Compression::GZIP(
             GzipLevel::try_new(raw.compression_level.unwrap_or(6) as u32).map_err(level_error)?,
@@ -488,7 +489,7 @@ mod tests {
         assert_eq!(config.sources[0].name, "sample");
         assert_eq!(
             config.parquet.compression,
-            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+            Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
         );
     }
 

@@ -36,8 +36,10 @@ use crate::{
     },
 };
 
+/// Batches of other tables after which a writer finishes a table's open file.
+const IDLE_BATCHES: u64 = 2;
 /// Decoded bytes of one type after which its batch is handed over even if not full.
-const BATCH_BYTES: usize = 32 << 20;
+const BATCH_BYTES: usize = 8 << 20;
 
 /// Errors that fail a run.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,9 @@ pub enum PipelineError {
         /// Arrow's error.
         source: arrow_schema::ArrowError,
     },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Spawn(std::io::Error),
     /// A worker thread panicked.
     #[error("a {0} thread panicked")]
     Panicked(&'static str),
@@ -144,7 +149,7 @@ pub fn run(
         transaction_time: options.transaction_time.clone(),
     });
     let workers = options.decode.workers.get();
-    let writers = workers.div_ceil(2);
+    let writers = workers;
     let store = warehouse.store();
 
     let (work_tx, work_rx) = sync_channel::<Work>(workers * 2);
@@ -162,14 +167,14 @@ pub fn run(
         let reader = {
             let report_tx = report_tx.clone();
             let (inputs, decode) = (&options.inputs, &options.decode);
-            scope.spawn(move || read_inputs(inputs, decode, work_tx, report_tx))
+            spawn(scope, "reader", move || read_inputs(inputs, decode, work_tx, report_tx))?
         };
         let mut decoders = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (registry, lineage, work_rx) = (registry.clone(), lineage.clone(), work_rx.clone());
             let (batch_txs, report_tx) = (batch_txs.clone(), report_tx.clone());
             let batch_rows = options.decode.batch_rows.get();
-            decoders.push(scope.spawn(move || {
+            decoders.push(spawn(scope, "decode", move || {
                 decode_worker(
                     LineDecoder::new(registry, lineage),
                     &work_rx,
@@ -177,7 +182,7 @@ pub fn run(
                     &report_tx,
                     batch_rows,
                 )
-            }));
+            })?);
         }
         // Only the workers may hold these: when they are all gone, the channels close
         // and a reader or decoder blocked on them stops instead of waiting forever.
@@ -195,8 +200,9 @@ pub fn run(
                 partition: partition.clone(),
                 run_id: run_id.clone(),
                 tables: BTreeMap::new(),
+                batches_seen: 0,
             };
-            writer_handles.push(scope.spawn(move || table_writer.run(rx)));
+            writer_handles.push(spawn(scope, "writer", move || table_writer.run(rx))?);
         }
 
         let collected =
@@ -259,6 +265,15 @@ pub fn run(
         outcome,
         elapsed: started.elapsed(),
     })
+}
+
+/// Starts a named thread (names show in profilers and debuggers).
+fn spawn<'scope, 'env, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> Result<std::thread::ScopedJoinHandle<'scope, T>, PipelineError> {
+    std::thread::Builder::new().name(name.into()).spawn_scoped(scope, f).map_err(PipelineError::Spawn)
 }
 
 /// Reads every input file into chunks; returns the number of files read.
@@ -336,12 +351,9 @@ fn decode_worker(
                 }
             }
         }
-        decoder.types(&mut types_seen);
+        decoder.ready_types(batch_rows, BATCH_BYTES, &mut types_seen);
         for resource_type in &types_seen {
-            let (rows, bytes) = decoder.pending(resource_type);
-            if rows >= batch_rows || bytes >= BATCH_BYTES {
-                send_batch(&mut decoder, resource_type, batch_txs)?;
-            }
+            send_batch(&mut decoder, resource_type, batch_txs)?;
         }
     }
     decoder.types(&mut types_seen);
@@ -383,12 +395,16 @@ struct TableWriter {
     partition: Option<String>,
     run_id: String,
     tables: BTreeMap<String, OpenTable>,
+    /// Batches written so far, of any table.
+    batches_seen: u64,
 }
 
 #[derive(Default)]
 struct OpenTable {
     current: Option<ParquetFile>,
     manifest: TableManifest,
+    /// `TableWriter::batches_seen` when this table last got a batch.
+    last_batch: u64,
 }
 
 impl TableWriter {
@@ -398,6 +414,7 @@ impl TableWriter {
     ) -> Result<BTreeMap<String, TableManifest>, PipelineError> {
         for (resource_type, batch) in batches {
             self.write(&resource_type, &batch)?;
+            self.close_idle_tables()?;
         }
         let mut out = BTreeMap::new();
         for (resource_type, mut table) in std::mem::take(&mut self.tables) {
@@ -409,8 +426,25 @@ impl TableWriter {
         Ok(out)
     }
 
+    /// Finishes the open files of tables that got no batch lately. An open Parquet
+    /// file holds a row group with a writer (and a zstd context) per column; with
+    /// single-type input files, a table whose input is done would otherwise hold that
+    /// memory to the end of the run. A table that gets rows again starts a new file.
+    fn close_idle_tables(&mut self) -> Result<(), PipelineError> {
+        self.batches_seen += 1;
+        for table in self.tables.values_mut() {
+            if self.batches_seen - table.last_batch > IDLE_BATCHES
+                && let Some(file) = table.current.take()
+            {
+                Self::record(&mut table.manifest, file.finish()?);
+            }
+        }
+        Ok(())
+    }
+
     fn write(&mut self, resource_type: &str, batch: &RecordBatch) -> Result<(), PipelineError> {
         let table = self.tables.entry(resource_type.to_owned()).or_default();
+        table.last_batch = self.batches_seen;
         let file = match &mut table.current {
             Some(file) => file,
             None => {

@@ -152,6 +152,9 @@ pub fn writer_properties(config: &ParquetConfig) -> WriterProperties {
         .set_max_row_group_row_count(Some(config.row_group_rows.get()))
         .set_max_row_group_bytes(Some(config.row_group_bytes))
         .set_statistics_enabled(EnabledStatistics::Page)
+        // Measured on Synthea: without dictionaries files are smaller (zstd finds the
+        // repeats) and writing is cheaper; most FHIR strings are ids and references.
+        .set_dictionary_enabled(false)
         .set_created_by(format!("fhir-ingest {}", env!("CARGO_PKG_VERSION")))
         .build()
 }

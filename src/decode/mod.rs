@@ -207,11 +207,18 @@ impl LineDecoder {
         out.sort_unstable();
     }
 
-    /// Row count and decoded input bytes of the table being built for a type.
-    pub fn pending(&self, resource_type: &str) -> (usize, usize) {
-        self.tables
-            .get(resource_type)
-            .map_or((0, 0), |t| (t.rows, t.bytes))
+    /// Fills `out` with the types whose batch should be handed over now: full ones
+    /// (`rows` or `bytes` reached), and those that got no line since the previous call
+    /// (their file is probably done: holding their builders would only hold memory).
+    pub fn ready_types(&mut self, rows: usize, bytes: usize, out: &mut Vec<String>) {
+        out.clear();
+        for (resource_type, table) in &mut self.tables {
+            if table.rows > 0 && (table.rows >= rows || table.bytes >= bytes || !table.touched) {
+                out.push(resource_type.clone());
+            }
+            table.touched = false;
+        }
+        out.sort_unstable();
     }
 
     /// Finishes the batch of one type, if it has rows.
@@ -270,6 +277,8 @@ pub struct TableDecoder {
     overflow: StringBuilder,
     rows: usize,
     bytes: usize,
+    /// A line was decoded since the last [`LineDecoder::ready_types`].
+    touched: bool,
 }
 
 impl TableDecoder {
@@ -284,6 +293,7 @@ impl TableDecoder {
             overflow: StringBuilder::new(),
             rows: 0,
             bytes: 0,
+            touched: false,
         }
     }
 
@@ -297,6 +307,7 @@ impl TableDecoder {
         self.lineage_line.append_value(line_no as i64);
         self.rows += 1;
         self.bytes += line_len;
+        self.touched = true;
     }
 
     /// The rows decoded since the last call, as a record batch.
