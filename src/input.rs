@@ -160,45 +160,74 @@ pub struct ReadTotals {
 }
 
 /// Reads `reader` into chunks of whole lines, calling `emit` for each event; stops early
-/// when `emit` returns false (the consumer is gone).
+/// when `emit` returns false (the consumer is gone). `buffer` supplies empty buffers
+/// (recycled ones, to spare the allocator fresh pages).
+///
+/// Reads go in blocks straight into the chunk; the bytes after the last newline (the
+/// start of the next line) move to the next chunk.
 pub fn read_chunks(
-    reader: impl Read,
+    mut reader: impl Read,
     name: &str,
     max_line_bytes: u64,
     max_total_bytes: u64,
+    mut buffer: impl FnMut() -> Vec<u8>,
     mut emit: impl FnMut(ReadEvent) -> bool,
 ) -> Result<ReadTotals, InputError> {
-    let mut reader = BufReader::with_capacity(1 << 18, reader);
     let mut totals = ReadTotals::default();
-    let mut chunk = Chunk {
-        first_line: 1,
-        data: Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2)),
-    };
+    let mut next_line = 1u64;
+    let mut data = buffer();
+    // A sample and the length so far of an over-long line being skipped.
+    let mut skipping: Option<(Vec<u8>, u64)> = None;
     loop {
-        let start = chunk.data.len();
-        let read = (&mut reader)
-            .take(max_line_bytes + 1)
-            .read_until(b'\n', &mut chunk.data);
-        let n = match read {
-            Ok(n) => n,
-            Err(e) => {
-                // A broken stream (truncated gzip, I/O error): what is pending is lost.
-                let sample = chunk.data.split_off(start);
-                totals.lines += 1;
-                let rejected = ReadEvent::Rejected {
-                    line: totals.lines,
-                    rejection: crate::decode::Rejection::Truncated(e.to_string()),
-                    sample,
+        let start = data.len();
+        data.resize(start + READ_BYTES, 0);
+        let (n, error) = read_block(&mut reader, &mut data[start..]);
+        data.truncate(start + n);
+        if let Some(e) = error {
+            // A broken stream (truncated gzip, I/O error): the lines before the break
+            // are good, the line it cuts is rejected.
+            totals.bytes += n as u64;
+            if let Some((sample, length)) = skipping.take() {
+                let Some(i) = memchr::memchr(b'\n', &data) else {
+                    totals.lines += 1;
+                    let rejection = crate::decode::Rejection::Truncated(e.to_string());
+                    emit(ReadEvent::Rejected {
+                        line: next_line,
+                        rejection,
+                        sample,
+                    });
+                    return Ok(totals);
                 };
-                if !chunk.data.is_empty() && !emit(ReadEvent::Chunk(chunk)) {
+                let length = length + i as u64 + 1;
+                data.drain(..=i);
+                totals.lines += 1;
+                let rejection = crate::decode::Rejection::LineTooLong {
+                    length,
+                    limit: max_line_bytes,
+                };
+                if !emit(ReadEvent::Rejected {
+                    line: next_line,
+                    rejection,
+                    sample,
+                }) {
                     return Ok(totals);
                 }
-                emit(rejected);
+                next_line += 1;
+            }
+            let complete = memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1);
+            let mut sample = data.split_off(complete);
+            sample.truncate(max_line_bytes as usize);
+            if !emit_lines(&mut data, &mut next_line, &mut totals, &mut emit) {
                 return Ok(totals);
             }
-        };
-        if n == 0 {
-            break;
+            totals.lines += 1;
+            let rejection = crate::decode::Rejection::Truncated(e.to_string());
+            emit(ReadEvent::Rejected {
+                line: next_line,
+                rejection,
+                sample,
+            });
+            return Ok(totals);
         }
         totals.bytes += n as u64;
         if totals.bytes > max_total_bytes {
@@ -207,72 +236,108 @@ pub fn read_chunks(
                 limit: max_total_bytes,
             });
         }
-        totals.lines += 1;
-        let complete = chunk.data.last() == Some(&b'\n');
-        if !complete && n as u64 > max_line_bytes {
-            let mut sample = chunk.data.split_off(start);
-            sample.truncate(SAMPLE_BYTES);
-            let mut length = n as u64;
-            length += skip_line(&mut reader).unwrap_or(0);
-            totals.bytes += length - n as u64;
-            let line = totals.lines;
-            // The lines before it must be decoded before its line number is passed.
-            let first_line_next = line + 1;
-            let full = std::mem::replace(
-                &mut chunk,
-                Chunk {
-                    first_line: first_line_next,
-                    data: Vec::with_capacity(CHUNK_BYTES),
-                },
-            );
-            if !full.data.is_empty() && !emit(ReadEvent::Chunk(full)) {
-                return Ok(totals);
+        let at_end = n == 0;
+        if let Some((sample, length)) = &mut skipping {
+            match memchr::memchr(b'\n', &data) {
+                Some(i) => {
+                    *length += i as u64 + 1;
+                    data.drain(..=i);
+                }
+                None if !at_end => {
+                    *length += data.len() as u64;
+                    data.clear();
+                    continue;
+                }
+                None => *length += std::mem::take(&mut data).len() as u64,
             }
+            let (sample, length) = (std::mem::take(sample), *length);
+            skipping = None;
             let rejection = crate::decode::Rejection::LineTooLong {
                 length,
                 limit: max_line_bytes,
             };
+            totals.lines += 1;
             if !emit(ReadEvent::Rejected {
-                line,
+                line: next_line,
                 rejection,
                 sample,
             }) {
                 return Ok(totals);
             }
-            continue;
+            next_line += 1;
         }
-        if chunk.data.len() >= CHUNK_BYTES {
-            let next = Chunk {
-                first_line: totals.lines + 1,
-                data: Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 2)),
-            };
-            if !emit(ReadEvent::Chunk(std::mem::replace(&mut chunk, next))) {
+        let complete = if at_end {
+            data.len()
+        } else {
+            memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1)
+        };
+        let partial = data.len() - complete;
+        if partial as u64 > max_line_bytes {
+            // The line after the last newline is already too long: emit the lines
+            // before it, keep a sample of it, and skip the rest of it.
+            let mut rest = data.split_off(complete);
+            rest.truncate(SAMPLE_BYTES);
+            skipping = Some((rest, partial as u64));
+            if !emit_lines(&mut data, &mut next_line, &mut totals, &mut emit) {
                 return Ok(totals);
             }
+            data = buffer();
+            continue;
+        }
+        if complete > 0 && (data.len() >= CHUNK_BYTES || at_end) {
+            let carry = data[complete..].to_vec();
+            data.truncate(complete);
+            if !emit_lines(&mut data, &mut next_line, &mut totals, &mut emit) {
+                return Ok(totals);
+            }
+            data = buffer();
+            data.extend_from_slice(&carry);
+        }
+        if at_end {
+            return Ok(totals);
         }
     }
-    if !chunk.data.is_empty() {
-        emit(ReadEvent::Chunk(chunk));
-    }
-    Ok(totals)
 }
 
-/// Skips to the end of the current line; returns the bytes skipped.
-fn skip_line(reader: &mut impl BufRead) -> io::Result<u64> {
-    let mut skipped = 0u64;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(skipped);
+/// Bytes asked of the reader at a time.
+const READ_BYTES: usize = 1 << 20;
+
+/// Reads until `buf` is full or the input ends; returns the count read, and the error
+/// that stopped it early, if any (the bytes before it are good).
+fn read_block(reader: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (filled, Some(e)),
         }
-        if let Some(i) = memchr::memchr(b'\n', buf) {
-            reader.consume(i + 1);
-            return Ok(skipped + i as u64 + 1);
-        }
-        let n = buf.len();
-        reader.consume(n);
-        skipped += n as u64;
     }
+    (filled, None)
+}
+
+/// Emits `data` (whole lines) as a chunk whose first line is `next_line`.
+fn emit_lines(
+    data: &mut Vec<u8>,
+    next_line: &mut u64,
+    totals: &mut ReadTotals,
+    emit: &mut impl FnMut(ReadEvent) -> bool,
+) -> bool {
+    if data.is_empty() {
+        return true;
+    }
+    let mut lines = memchr::memchr_iter(b'\n', data).count() as u64;
+    if data.last() != Some(&b'\n') {
+        lines += 1;
+    }
+    let chunk = Chunk {
+        first_line: *next_line,
+        data: std::mem::take(data),
+    };
+    *next_line += lines;
+    totals.lines += lines;
+    emit(ReadEvent::Chunk(chunk))
 }
 
 /// The lines of a chunk with their numbers, without line ends; blank lines skipped.
@@ -292,13 +357,15 @@ mod tests {
     use super::*;
     use crate::decode::Rejection;
 
+    type NumberedLine = (u64, Vec<u8>);
+
     fn read_all(
         input: &[u8],
         max_line: u64,
-    ) -> (Vec<(u64, Vec<u8>)>, Vec<(u64, Rejection)>, ReadTotals) {
+    ) -> (Vec<NumberedLine>, Vec<(u64, Rejection)>, ReadTotals) {
         let mut lines_out = Vec::new();
         let mut rejected = Vec::new();
-        let totals = read_chunks(input, "t", max_line, u64::MAX, |event| {
+        let totals = read_chunks(input, "t", max_line, u64::MAX, Vec::new, |event| {
             match event {
                 ReadEvent::Chunk(c) => lines_out.extend(lines(&c).map(|(n, l)| (n, l.to_vec()))),
                 ReadEvent::Rejected {
@@ -324,19 +391,35 @@ mod tests {
 
     #[test]
     fn over_long_line_is_rejected_and_the_next_lines_keep_their_numbers() {
-        let input = format!("{{}}\n{}\n{{\"c\":3}}\n", "x".repeat(50));
-        let (lines, rejected, _) = read_all(input.as_bytes(), 10);
+        // Longer than a read block, so the reader sees it before it ends.
+        let long = "x".repeat(3 * READ_BYTES);
+        let input = format!("{{}}\n{long}\n{{\"c\":3}}\n");
+        let (lines, rejected, _) = read_all(input.as_bytes(), READ_BYTES as u64);
         assert_eq!(lines, vec![(1, b"{}".to_vec()), (3, b"{\"c\":3}".to_vec())]);
+        let length = long.len() as u64 + 1;
         assert_eq!(
             rejected,
             vec![(
                 2,
                 Rejection::LineTooLong {
-                    length: 51,
-                    limit: 10
+                    length,
+                    limit: READ_BYTES as u64
                 }
             )]
         );
+    }
+
+    #[test]
+    fn chunks_hold_whole_lines_whatever_the_read_sizes() {
+        let input: String = (0..200_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+        let (lines, rejected, totals) = read_all(input.as_bytes(), 100);
+        assert!(rejected.is_empty());
+        assert_eq!(lines.len(), 200_000);
+        for (i, (n, line)) in lines.iter().enumerate() {
+            assert_eq!(*n, i as u64 + 1);
+            assert_eq!(line, format!("{{\"n\":{i}}}").as_bytes());
+        }
+        assert_eq!(totals.bytes, input.len() as u64);
     }
 
     #[test]
@@ -359,7 +442,7 @@ mod tests {
     fn read_all_reader(r: impl Read) -> (Vec<u64>, Vec<(u64, Rejection)>, ReadTotals) {
         let mut lines_out = Vec::new();
         let mut rejected = Vec::new();
-        let totals = read_chunks(r, "t", 1 << 20, u64::MAX, |event| {
+        let totals = read_chunks(r, "t", 1 << 20, u64::MAX, Vec::new, |event| {
             match event {
                 ReadEvent::Chunk(c) => lines_out.extend(lines(&c).map(|(n, _)| n)),
                 ReadEvent::Rejected {
@@ -374,7 +457,8 @@ mod tests {
 
     #[test]
     fn decompressed_size_is_bounded() {
-        let err = read_chunks(&b"{}\n{}\n{}\n"[..], "f.ndjson", 100, 4, |_| true).unwrap_err();
+        let err =
+            read_chunks(&b"{}\n{}\n{}\n"[..], "f.ndjson", 100, 4, Vec::new, |_| true).unwrap_err();
         assert!(err.to_string().contains("f.ndjson"), "{err}");
     }
 }

@@ -153,6 +153,8 @@ pub fn run(
     let store = warehouse.store();
 
     let (work_tx, work_rx) = sync_channel::<Work>(workers * 2);
+    // Chunk buffers go back to the reader, so their pages are reused, not faulted anew.
+    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(workers * 2 + 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (report_tx, report_rx) = sync_channel::<Report>(1024);
     let mut batch_txs = Vec::with_capacity(writers);
@@ -167,26 +169,27 @@ pub fn run(
         let reader = {
             let report_tx = report_tx.clone();
             let (inputs, decode) = (&options.inputs, &options.decode);
-            spawn(scope, "reader", move || read_inputs(inputs, decode, work_tx, report_tx))?
+            spawn(scope, "reader", move || {
+                read_inputs(inputs, decode, work_tx, report_tx, recycle_rx)
+            })?
         };
         let mut decoders = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (registry, lineage, work_rx) = (registry.clone(), lineage.clone(), work_rx.clone());
-            let (batch_txs, report_tx) = (batch_txs.clone(), report_tx.clone());
-            let batch_rows = options.decode.batch_rows.get();
-            decoders.push(spawn(scope, "decode", move || {
-                decode_worker(
-                    LineDecoder::new(registry, lineage),
-                    &work_rx,
-                    &batch_txs,
-                    &report_tx,
-                    batch_rows,
-                )
-            })?);
+            let worker = DecodeWorker {
+                decoder: LineDecoder::new(registry, lineage),
+                batch_txs: batch_txs.clone(),
+                report_tx: report_tx.clone(),
+                recycle_tx: recycle_tx.clone(),
+                batch_rows: options.decode.batch_rows.get(),
+                max_line_bytes: options.decode.max_line_bytes,
+            };
+            decoders.push(spawn(scope, "decode", move || worker.run(&work_rx))?);
         }
         // Only the workers may hold these: when they are all gone, the channels close
         // and a reader or decoder blocked on them stops instead of waiting forever.
         drop(work_rx);
+        drop(recycle_tx);
         drop(batch_txs);
         drop(report_tx);
         let mut writer_handles = Vec::with_capacity(writers);
@@ -273,7 +276,10 @@ fn spawn<'scope, 'env, T: Send + 'scope>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'scope,
 ) -> Result<std::thread::ScopedJoinHandle<'scope, T>, PipelineError> {
-    std::thread::Builder::new().name(name.into()).spawn_scoped(scope, f).map_err(PipelineError::Spawn)
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(scope, f)
+        .map_err(PipelineError::Spawn)
 }
 
 /// Reads every input file into chunks; returns the number of files read.
@@ -282,7 +288,13 @@ fn read_inputs(
     decode: &DecodeConfig,
     work_tx: SyncSender<Work>,
     report_tx: SyncSender<Report>,
+    recycled: Receiver<Vec<u8>>,
 ) -> Result<u64, PipelineError> {
+    let buffer = || {
+        let mut data = recycled.try_recv().unwrap_or_default();
+        data.clear();
+        data
+    };
     for file in inputs {
         let origin = Arc::new(file.origin.clone());
         let reader = input::open(&file.path).map_err(|source| input::InputError::Open {
@@ -294,6 +306,7 @@ fn read_inputs(
             &origin.file,
             decode.max_line_bytes,
             decode.max_decompressed_bytes,
+            buffer,
             |event| match event {
                 ReadEvent::Chunk(chunk) => work_tx.send((origin.clone(), chunk)).is_ok(),
                 ReadEvent::Rejected {
@@ -323,44 +336,72 @@ fn read_inputs(
     Ok(inputs.len() as u64)
 }
 
-/// Decodes chunks until the reader is done, handing full batches to the writers.
-fn decode_worker(
-    mut decoder: LineDecoder,
-    work_rx: &Mutex<Receiver<Work>>,
-    batch_txs: &[SyncSender<Batch>],
-    report_tx: &SyncSender<Report>,
+/// A decoding thread's state.
+struct DecodeWorker {
+    decoder: LineDecoder,
+    batch_txs: Vec<SyncSender<Batch>>,
+    report_tx: SyncSender<Report>,
+    recycle_tx: SyncSender<Vec<u8>>,
     batch_rows: usize,
-) -> Result<(), PipelineError> {
-    let mut types_seen: Vec<String> = Vec::new();
-    loop {
-        let work = work_rx
-            .lock()
-            .map_err(|_| PipelineError::Panicked("decoder"))?
-            .recv();
-        let Ok((origin, chunk)) = work else { break };
-        for (line_no, line) in input::lines(&chunk) {
-            if let Err(rejection) = decoder.decode_line(line, &origin, line_no) {
+    max_line_bytes: u64,
+}
+
+impl DecodeWorker {
+    /// Decodes chunks until the reader is done, handing full batches to the writers.
+    fn run(mut self, work_rx: &Mutex<Receiver<Work>>) -> Result<(), PipelineError> {
+        let mut types = Vec::new();
+        loop {
+            let work = work_rx
+                .lock()
+                .map_err(|_| PipelineError::Panicked("decoder"))?
+                .recv();
+            let Ok((origin, chunk)) = work else { break };
+            if !self.decode_chunk(&origin, &chunk) {
+                return Ok(());
+            }
+            // Sent back only if the reader has room for it; otherwise dropped.
+            let _ = self.recycle_tx.try_send(chunk.data);
+            self.decoder
+                .ready_types(self.batch_rows, BATCH_BYTES, &mut types);
+            for resource_type in &types {
+                send_batch(&mut self.decoder, resource_type, &self.batch_txs)?;
+            }
+        }
+        self.decoder.types(&mut types);
+        for resource_type in &types {
+            send_batch(&mut self.decoder, resource_type, &self.batch_txs)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes the lines of a chunk; false when the run is being torn down.
+    fn decode_chunk(&mut self, origin: &LineOrigin, chunk: &Chunk) -> bool {
+        for (line_no, line) in input::lines(chunk) {
+            let result = match line.len() as u64 {
+                length if length > self.max_line_bytes => Err(Rejection::LineTooLong {
+                    length,
+                    limit: self.max_line_bytes,
+                }),
+                _ => self.decoder.decode_line(line, origin, line_no),
+            };
+            if let Err(rejection) = result {
+                let mut sample = line.to_vec();
+                if matches!(rejection, Rejection::LineTooLong { .. }) {
+                    sample.truncate(input::SAMPLE_BYTES);
+                }
                 let report = Report::Rejected {
                     file: origin.file.clone(),
                     line: line_no,
                     rejection,
-                    sample: line.to_vec(),
+                    sample,
                 };
-                if report_tx.send(report).is_err() {
-                    return Ok(());
+                if self.report_tx.send(report).is_err() {
+                    return false;
                 }
             }
         }
-        decoder.ready_types(batch_rows, BATCH_BYTES, &mut types_seen);
-        for resource_type in &types_seen {
-            send_batch(&mut decoder, resource_type, batch_txs)?;
-        }
+        true
     }
-    decoder.types(&mut types_seen);
-    for resource_type in &types_seen {
-        send_batch(&mut decoder, resource_type, batch_txs)?;
-    }
-    Ok(())
 }
 
 fn send_batch(
