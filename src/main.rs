@@ -287,8 +287,3 @@ fn print_summary(summary: &RunSummary) {
         }
     }
 }
-
-// glibc's allocator returns large buffers (Arrow builders, Parquet pages, chunks) to
-// the kernel and faults them in again on the next batch; mimalloc keeps and reuses them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
