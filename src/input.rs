@@ -360,7 +360,7 @@ mod tests {
     type NumberedLine = (u64, Vec<u8>);
 
     fn read_all(
-        input: &[u8],
+        input: impl Read,
         max_line: u64,
     ) -> (Vec<NumberedLine>, Vec<(u64, Rejection)>, ReadTotals) {
         let mut lines_out = Vec::new();
@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn numbers_lines_and_skips_blank_ones() {
-        let (lines, rejected, totals) = read_all(b"{\"a\":1}\r\n\n  \n{\"b\":2}", 100);
+        let (lines, rejected, totals) = read_all(&b"{\"a\":1}\r\n\n  \n{\"b\":2}"[..], 100);
         assert_eq!(
             lines,
             vec![(1, b"{\"a\":1}".to_vec()), (4, b"{\"b\":2}".to_vec())]
@@ -432,27 +432,11 @@ mod tests {
         .unwrap();
         let bytes = gz.finish().unwrap();
         let cut = &bytes[..bytes.len() / 2];
-        let (lines, rejected, _) = read_all_reader(MultiGzDecoder::new(cut));
+        let (lines, rejected, _) = read_all(MultiGzDecoder::new(cut), 1 << 20);
         assert!(!lines.is_empty() && lines.len() < 2000, "{}", lines.len());
         assert_eq!(rejected.len(), 1);
         assert!(matches!(rejected[0].1, Rejection::Truncated(_)));
         assert_eq!(rejected[0].0, lines.len() as u64 + 1);
-    }
-
-    fn read_all_reader(r: impl Read) -> (Vec<u64>, Vec<(u64, Rejection)>, ReadTotals) {
-        let mut lines_out = Vec::new();
-        let mut rejected = Vec::new();
-        let totals = read_chunks(r, "t", 1 << 20, u64::MAX, Vec::new, |event| {
-            match event {
-                ReadEvent::Chunk(c) => lines_out.extend(lines(&c).map(|(n, _)| n)),
-                ReadEvent::Rejected {
-                    line, rejection, ..
-                } => rejected.push((line, rejection)),
-            }
-            true
-        })
-        .unwrap();
-        (lines_out, rejected, totals)
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
 
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
-    StringArray, StructArray, cast::AsArray,
+    StructArray, cast::AsArray,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Number, Value};
@@ -148,7 +148,7 @@ fn fill_object(
                 .ok_or_else(|| column_error(rt, element, "list"))?;
             list_value(rt, element, list, row)?
         } else {
-            single_value(rt, element, array, text, row)?
+            value_at(rt, element, array, text, row)?
         };
         object.insert(element.name.clone(), value);
     }
@@ -163,58 +163,62 @@ fn column_error(rt: &str, element: &Element, expected: &'static str) -> RebuildE
     }
 }
 
-fn single_value(
+/// The JSON value of `values[i]` for `element` (a single value, or an item of a list;
+/// a single decimal takes its exact text from `text`, its companion column).
+fn value_at(
     rt: &str,
     element: &Element,
-    array: &ArrayRef,
-    companion: Option<&ArrayRef>,
-    row: usize,
+    values: &ArrayRef,
+    text: Option<&ArrayRef>,
+    i: usize,
 ) -> Result<Value, RebuildError> {
     let err = |expected| column_error(rt, element, expected);
     Ok(match &element.kind {
         ElementKind::Primitive(Primitive::Boolean) => Value::Bool(
-            array
+            values
                 .as_any()
                 .downcast_ref::<BooleanArray>()
                 .ok_or_else(|| err("boolean"))?
-                .value(row),
+                .value(i),
         ),
         ElementKind::Primitive(Primitive::Integer) => Value::from(
-            array
+            values
                 .as_any()
                 .downcast_ref::<Int32Array>()
                 .ok_or_else(|| err("int32"))?
-                .value(row),
+                .value(i),
         ),
-        ElementKind::Primitive(Primitive::Decimal) => {
-            let text = companion
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .ok_or_else(|| err("utf8 _text"))?;
-            if text.is_valid(row) {
-                number(text.value(row))
-            } else {
-                let value = array
+        // Repeated decimals are stored as their text.
+        ElementKind::Primitive(Primitive::Decimal) if element.repeated => {
+            number(string_at(values, i).ok_or_else(|| err("utf8"))?)
+        }
+        ElementKind::Primitive(Primitive::Decimal) => match text {
+            Some(text) if text.is_valid(i) => {
+                number(string_at(text, i).ok_or_else(|| err("utf8"))?)
+            }
+            _ => {
+                let value = values
                     .as_any()
                     .downcast_ref::<Float64Array>()
                     .ok_or_else(|| err("float64"))?
-                    .value(row);
+                    .value(i);
                 Number::from_f64(value).map_or(Value::Null, Value::Number)
             }
+        },
+        ElementKind::Primitive(_) => {
+            Value::String(string_at(values, i).ok_or_else(|| err("utf8"))?.to_owned())
         }
-        ElementKind::Primitive(_) => Value::String(
-            array
-                .as_string_opt::<i32>()
-                .ok_or_else(|| err("utf8"))?
-                .value(row)
-                .to_owned(),
-        ),
         ElementKind::Struct(children) => {
-            let s: &StructArray = array.as_struct_opt().ok_or_else(|| err("struct"))?;
+            let s: &StructArray = values.as_struct_opt().ok_or_else(|| err("struct"))?;
             let mut object = Map::new();
-            fill_object(rt, children, s.columns(), row, &mut object)?;
+            fill_object(rt, children, s.columns(), i, &mut object)?;
             Value::Object(object)
         }
     })
+}
+
+fn string_at(array: &ArrayRef, i: usize) -> Option<&str> {
+    array.as_string_opt::<i32>().map(|a| a.value(i))
 }
 
 fn list_value(
@@ -223,50 +227,15 @@ fn list_value(
     list: &ListArray,
     row: usize,
 ) -> Result<Value, RebuildError> {
-    let err = |expected| column_error(rt, element, expected);
     let offsets = list.value_offsets();
     let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
     let values = list.values();
     let mut items = Vec::with_capacity(end - start);
     for i in start..end {
-        if values.is_null(i) {
-            items.push(Value::Null);
-            continue;
-        }
-        items.push(match &element.kind {
-            ElementKind::Primitive(Primitive::Boolean) => Value::Bool(
-                values
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| err("list<boolean>"))?
-                    .value(i),
-            ),
-            ElementKind::Primitive(Primitive::Integer) => Value::from(
-                values
-                    .as_any()
-                    .downcast_ref::<Int32Array>()
-                    .ok_or_else(|| err("list<int32>"))?
-                    .value(i),
-            ),
-            ElementKind::Primitive(Primitive::Decimal) => number(
-                values
-                    .as_string_opt::<i32>()
-                    .ok_or_else(|| err("list<utf8>"))?
-                    .value(i),
-            ),
-            ElementKind::Primitive(_) => Value::String(
-                values
-                    .as_string_opt::<i32>()
-                    .ok_or_else(|| err("list<utf8>"))?
-                    .value(i)
-                    .to_owned(),
-            ),
-            ElementKind::Struct(children) => {
-                let s: &StructArray = values.as_struct_opt().ok_or_else(|| err("list<struct>"))?;
-                let mut object = Map::new();
-                fill_object(rt, children, s.columns(), i, &mut object)?;
-                Value::Object(object)
-            }
+        items.push(if values.is_null(i) {
+            Value::Null
+        } else {
+            value_at(rt, element, values, None, i)?
         });
     }
     Ok(Value::Array(items))
