@@ -30,7 +30,7 @@ use crate::{
     decode::{LineDecoder, LineOrigin, Rejection, RunLineage, temporal},
     input::{self, Chunk, InputFile, ReadEvent, ReadTotals},
     schema::Registry,
-    sink::{ObjectWriter, ParquetFile, SinkError, WrittenFile, writer_properties},
+    sink::{ObjectWriter, ParquetFile, SinkError, WrittenFile, properties_for, writer_properties},
     warehouse::{
         self, InputTotals, RejectedTotals, RunManifest, TableManifest, Warehouse, WarehouseError,
     },
@@ -497,11 +497,12 @@ impl TableWriter {
                     .get(resource_type)
                     .map(|s| s.arrow_schema())
                     .unwrap_or_else(|| batch.schema());
+                let properties = properties_for(&self.properties, batch)?;
                 let file = ParquetFile::create(
                     self.store.clone(),
                     path,
                     schema,
-                    self.properties.clone(),
+                    properties,
                     self.runtime.clone(),
                 )?;
                 table.current.insert(file)
