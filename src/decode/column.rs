@@ -30,6 +30,8 @@ use crate::schema::{Element, ElementKind, LIST_ITEM, Primitive, fields_of, value
 pub(crate) struct Cx<'a, 't> {
     pub tape: &'a [Node<'t>],
     pub line: &'a [u8],
+    /// Address of the parsed copy of `line` that the tape's strings point into.
+    pub input_base: usize,
     pub numbers: &'a mut NumberTexts,
     pub path: &'a mut Vec<Seg>,
     pub overflow: &'a mut OverflowWriter,
@@ -136,7 +138,14 @@ impl Column {
             ) => {
                 let ordinal = cx.numbers.claim();
                 value.append_value(as_f64(n));
-                text.append_value(cx.numbers.text(cx.line, ordinal));
+                let exact = match index.checked_sub(1).map(|k| cx.tape[k]) {
+                    Some(Node::String(key)) => {
+                        cx.numbers
+                            .text_after_key(cx.line, cx.input_base, key, ordinal)
+                    }
+                    _ => cx.numbers.text(cx.line, ordinal),
+                };
+                text.append_value(exact);
             }
             (
                 Self::NumberText(b),

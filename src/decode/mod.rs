@@ -148,10 +148,11 @@ impl LineDecoder {
         input.extend_from_slice(line);
         input.resize(line.len() + simd_json::INPUT_PADDING, b' ');
         let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let input_base = input.as_ptr() as usize;
         let result =
             match simd_json::fill_tape_padded(&mut input, line.len(), &mut self.buffers, &mut tape)
             {
-                Ok(()) => self.decode_tape(&tape.0, line, origin, line_no),
+                Ok(()) => self.decode_tape(&tape.0, line, input_base, origin, line_no),
                 Err(e) => Err(Rejection::InvalidJson(e.to_string())),
             };
         self.tape = Some(tape.reset());
@@ -163,6 +164,7 @@ impl LineDecoder {
         &mut self,
         tape: &[Node<'_>],
         line: &[u8],
+        input_base: usize,
         origin: &LineOrigin,
         line_no: u64,
     ) -> Result<usize, Rejection> {
@@ -192,6 +194,7 @@ impl LineDecoder {
         let mut cx = Cx {
             tape,
             line,
+            input_base,
             numbers: &mut self.numbers,
             path: &mut self.path,
             overflow: &mut self.overflow,

@@ -64,6 +64,50 @@ impl NumberTexts {
     }
 }
 
+impl NumberTexts {
+    /// The exact text of the number that is the value of `key`, found from the key's
+    /// place in the line instead of by scanning the line: `key` must point into the
+    /// parsed copy of `line` that starts at address `base` (simd-json unescapes strings
+    /// in place, so a key starts where its raw text starts). Falls back to the scan
+    /// when the bytes there are not `"key": <number>`.
+    pub(crate) fn text_after_key<'l>(
+        &mut self,
+        line: &'l [u8],
+        base: usize,
+        key: &str,
+        ordinal: usize,
+    ) -> &'l str {
+        let start = (key.as_ptr() as usize).wrapping_sub(base);
+        if start == 0 || start >= line.len() || line[start - 1] != b'"' {
+            return self.text(line, ordinal);
+        }
+        let mut i = skip_string(line, start);
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if line.get(i) != Some(&b':') {
+            return self.text(line, ordinal);
+        }
+        i += 1;
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let end = number_end(line, i);
+        match std::str::from_utf8(&line[i..end]) {
+            Ok(text) if end > i => text,
+            _ => self.text(line, ordinal),
+        }
+    }
+}
+
+/// The end of the number token starting at `i`.
+fn number_end(line: &[u8], mut i: usize) -> usize {
+    while i < line.len() && matches!(line[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+        i += 1;
+    }
+    i
+}
+
 /// Finds the spans of number tokens outside strings, in order.
 fn scan_numbers(line: &[u8], spans: &mut Vec<(u32, u32)>) {
     let mut i = 0;
@@ -72,11 +116,7 @@ fn scan_numbers(line: &[u8], spans: &mut Vec<(u32, u32)>) {
             b'"' => i = skip_string(line, i + 1),
             b'-' | b'0'..=b'9' => {
                 let start = i;
-                while i < line.len()
-                    && matches!(line[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                {
-                    i += 1;
-                }
+                i = number_end(line, i);
                 spans.push((start as u32, i as u32));
             }
             _ => i += 1,
@@ -101,6 +141,7 @@ fn skip_string(line: &[u8], mut i: usize) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct OverflowWriter {
     buf: String,
+    pointer: String,
 }
 
 impl OverflowWriter {
@@ -129,7 +170,8 @@ impl OverflowWriter {
         value: usize,
     ) {
         self.buf.push(if self.buf.is_empty() { '{' } else { ',' });
-        let mut pointer = String::new();
+        let pointer = &mut self.pointer;
+        pointer.clear();
         for seg in path.iter().chain(last.as_ref()) {
             pointer.push('/');
             match *seg {
@@ -151,7 +193,7 @@ impl OverflowWriter {
                 }
             }
         }
-        write_json_string(&mut self.buf, &pointer);
+        write_json_string(&mut self.buf, pointer);
         self.buf.push(':');
         write_value(&mut self.buf, tape, line, numbers, value);
     }
@@ -277,6 +319,27 @@ mod tests {
         assert_eq!(a, b, "{out}");
         assert!(
             out.contains("1.50") && out.contains("-0") && out.contains("12345678901234567890123")
+        );
+    }
+
+    #[test]
+    fn decimal_text_is_found_after_its_key_even_with_escapes_and_spaces() {
+        let original = br#"{"a\"b" : 1.50, "c":[2.0, 3.10], "d":-0}"#;
+        let mut input = original.to_vec();
+        let base = input.as_ptr() as usize;
+        let tape = simd_json::to_tape(&mut input).unwrap();
+        let key = |i: usize| match tape.0[i] {
+            Node::String(s) => s,
+            _ => panic!("not a key"),
+        };
+        let mut numbers = NumberTexts::default();
+        assert_eq!(key(1), "a\"b");
+        assert_eq!(numbers.text_after_key(original, base, key(1), 0), "1.50");
+        assert_eq!(numbers.text_after_key(original, base, key(7), 3), "-0");
+        // A string that is not in the line: falls back to the ordinal scan.
+        assert_eq!(
+            numbers.text_after_key(original, base, "elsewhere", 2),
+            "3.10"
         );
     }
 
