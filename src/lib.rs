@@ -14,8 +14,10 @@
 pub mod config;
 pub mod decode;
 pub mod input;
+pub mod metrics;
 pub mod pipeline;
 pub mod rebuild;
+pub mod schedule;
 pub mod schema;
 pub mod sink;
 pub mod warehouse;
