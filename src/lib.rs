@@ -2,6 +2,9 @@
 //! Parquet, one table per resource type.
 //!
 //! The crate is organised by the concepts of the domain:
+//! - [`auth`]: credentials for FHIR servers (none, bearer, 1upHealth headers, SMART
+//!   Backend Services), secrets from the environment or files;
+//! - [`bulk`]: the FHIR Bulk Data `$export` client (kick-off, polling, manifests, downloads);
 //! - [`config`]: `pipeline.toml`, parsed once and validated into typed values;
 //! - [`schema`]: the committed table schema of every resource type and its generator;
 //! - [`decode`]: NDJSON lines to Arrow record batches through simd-json's tape;
@@ -11,6 +14,8 @@
 //! - [`pipeline`]: one run, wiring input, decoders and writers with bounded channels;
 //! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost).
 
+pub mod auth;
+pub mod bulk;
 pub mod config;
 pub mod decode;
 pub mod input;
