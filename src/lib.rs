@@ -11,6 +11,9 @@
 //! - [`input`]: files on disk (plain or gzip) as bounded chunks of whole lines;
 //! - [`sink`]: Parquet files written through `object_store`, and the quarantine;
 //! - [`warehouse`]: the layout of the warehouse and the run manifests that commit runs;
+//! - [`export`]: one incremental run of a `bulk` source, checkpoint to checkpoint;
+//! - [`state`]: the checkpoint and in-flight export of each source, in the warehouse;
+//! - [`failpoint`]: test-only crash points (`FHIR_INGEST_FAIL_AT`);
 //! - [`pipeline`]: one run, wiring input, decoders and writers with bounded channels;
 //! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost).
 
@@ -18,9 +21,12 @@ pub mod auth;
 pub mod bulk;
 pub mod config;
 pub mod decode;
+pub mod export;
+pub mod failpoint;
 pub mod input;
 pub mod pipeline;
 pub mod rebuild;
 pub mod schema;
 pub mod sink;
+pub mod state;
 pub mod warehouse;

@@ -73,8 +73,8 @@ pub struct BulkConfig {
     /// `_type`: resource types to export. Default: empty (all types the server exports).
     #[serde(default)]
     pub types: Vec<String>,
-    /// `_since`: only resources changed after this instant. Default: none. Normally not set in
-    /// the configuration file but per run by the caller (see [`crate::bulk::BulkClient::kick_off`]).
+    /// `_since` of the first export of a source, before it has a checkpoint (a configured
+    /// start; later runs send the checkpoint instead). Default: none (a full export).
     #[serde(default)]
     pub since: Option<String>,
     /// `_until`: only resources changed before this instant. Default: none.

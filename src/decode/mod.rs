@@ -12,7 +12,7 @@
 //! let registry = Arc::new(Registry::embedded().unwrap());
 //! let lineage = Arc::new(RunLineage { source: "demo".into(), run_id: "r1".into(), transaction_time: None });
 //! let mut decoder = LineDecoder::new(registry, lineage);
-//! let origin = LineOrigin { file: "Patient.ndjson".into(), expected_type: None };
+//! let origin = LineOrigin { file: "Patient.ndjson".into(), expected_type: None, skip_parameters: false };
 //! decoder.decode_line(br#"{"resourceType":"Patient","id":"p1","birthDate":"1970"}"#, &origin, 1).unwrap();
 //! let batches = decoder.finish_all().unwrap();
 //! assert_eq!(batches[0].0, "Patient");
@@ -93,6 +93,9 @@ pub struct LineOrigin {
     pub file: Arc<str>,
     /// The resource type the file is said to hold; other types are rejected.
     pub expected_type: Option<Arc<str>>,
+    /// Skip `Parameters` lines (counted, not ingested): the header lines that Bulk Data
+    /// 3.0 files organised by patient may carry. True for downloads, false for local files.
+    pub skip_parameters: bool,
 }
 
 /// The lineage values shared by every row of a run.
@@ -117,6 +120,7 @@ pub struct LineDecoder {
     numbers: NumberTexts,
     path: Vec<Seg>,
     overflow: OverflowWriter,
+    skipped: u64,
 }
 
 impl LineDecoder {
@@ -132,7 +136,14 @@ impl LineDecoder {
             numbers: NumberTexts::default(),
             path: Vec::new(),
             overflow: OverflowWriter::default(),
+            skipped: 0,
         }
+    }
+
+    /// Lines skipped (not ingested, not rejected) since the last call: `Parameters`
+    /// header lines of files whose origin says to skip them.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Decodes one line (without its newline) into the table of its resource type and
@@ -167,6 +178,10 @@ impl LineDecoder {
         line_no: u64,
     ) -> Result<usize, Rejection> {
         let resource_type = resource_type_of(tape)?;
+        if origin.skip_parameters && resource_type == "Parameters" {
+            self.skipped += 1;
+            return Ok(0);
+        }
         if let Some(expected) = &origin.expected_type
             && **expected != *resource_type
         {
