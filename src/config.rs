@@ -648,7 +648,7 @@ mod tests {
             ),
             (
                 "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x\"\n[sources.bulk.auth]\ntype = \"bearer\"\ntoken = \"inline\"\n",
-                "token",
+                "expected `env` or `file`",
             ),
         ] {
             let err = Config::parse(text, Path::new("p.toml")).unwrap_err();
