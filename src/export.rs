@@ -130,10 +130,10 @@ pub fn run(
             .unwrap_or(std::num::NonZeroUsize::MIN);
     pipeline_options.deleted = prepared.deleted;
     pipeline_options.server_errors = prepared.server_errors;
+    let files = prepared.manifest.output.len();
     progress(&format!(
-        "downloading {} files ({} at once)",
-        prepared.manifest.output.len(),
-        pipeline_options.parallel_files
+        "downloading {files} files ({} at once)",
+        pipeline_options.parallel_files.get().min(files.max(1))
     ));
     let result = pipeline::run(
         warehouse,
