@@ -30,13 +30,13 @@ use tokio::runtime::Handle;
 use crate::{
     auth::redact_url,
     bulk::{BulkClient, BulkConfig, BulkError, KickOff, Manifest, PollProgress},
-    decode::LineOrigin,
+    decode::{LineOrigin, temporal},
     failpoint,
     input::{InputFile, Opener},
     pipeline::{self, Outcome, PipelineError, RunOptions, RunSummary},
     schema::Registry,
     state::{Checkpoint, InFlight, SourceState, StateError},
-    warehouse::{DeletedRef, Warehouse, WarehouseError},
+    warehouse::{DeletedRef, RunManifest, Warehouse, WarehouseError},
 };
 
 /// Chunks of a download buffered between the network and the reader thread.
@@ -278,16 +278,19 @@ async fn repair_checkpoint(
 ) -> Result<(u64, Option<Checkpoint>), ExportError> {
     let (seq, checkpoint) = state.checkpoint().await?;
     let runs = warehouse.committed_runs().await?;
+    // Newest by the export's transactionTime, not by run id: run ids of one second
+    // do not sort by time.
     let newest = runs
         .into_iter()
-        .filter(|r| r.source == state.source() && r.transaction_time.is_some())
-        .max_by(|a, b| a.run_id.cmp(&b.run_id));
+        .filter(|r| r.source == state.source())
+        .filter(|r| r.transaction_time.is_some())
+        .max_by(|a, b| instant(run_time(a)).cmp(&instant(run_time(b))));
     let Some(run) = newest else {
         return Ok((seq, checkpoint));
     };
     if checkpoint
         .as_ref()
-        .is_some_and(|c| c.run_id.as_str() >= run.run_id.as_str())
+        .is_some_and(|c| instant(&c.transaction_time) >= instant(run_time(&run)))
     {
         return Ok((seq, checkpoint));
     }
@@ -304,6 +307,16 @@ async fn repair_checkpoint(
     let seq = state.advance(seq, &repaired).await?;
     state.clear_in_flight().await?;
     Ok((seq, Some(repaired)))
+}
+
+/// A committed run's transactionTime ("" for none).
+fn run_time(run: &RunManifest) -> &str {
+    run.transaction_time.as_deref().unwrap_or("")
+}
+
+/// An export's transactionTime as a sortable instant (microseconds, then the text).
+fn instant(transaction_time: &str) -> (Option<i64>, &str) {
+    (temporal::parse_micros(transaction_time), transaction_time)
 }
 
 /// Kicks off a new export and records it as in flight.

@@ -33,6 +33,10 @@ struct ServerState {
     expired: HashSet<usize>,
     /// Never complete (for the cancellation test).
     never_complete: bool,
+    /// Answer the kick-off with the manifest at once (1upHealth).
+    synchronous: bool,
+    /// A file name that answers 500 (a server failing for good).
+    failing_file: Option<String>,
 }
 
 fn patient(id: &str, version: u32) -> String {
@@ -120,8 +124,12 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
                     .find_map(|p| p.strip_prefix("_since="))
                     .map(|v| v.replace("%3A", ":"))
             });
-            state.kickoffs.push(since);
-            accepted(&format!("{}/status/{}", cx.base, state.kickoffs.len() - 1))
+            state.kickoffs.push(since.clone());
+            let job = state.kickoffs.len() - 1;
+            if state.synchronous {
+                return json(200, manifest(&cx.base, job, since.as_deref()));
+            }
+            accepted(&format!("{}/status/{job}", cx.base))
         }
         (method, ["status", job]) => {
             let job: usize = job.parse().unwrap();
@@ -141,6 +149,9 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
             let job: usize = job.parse().unwrap();
             if state.expired.contains(&job) {
                 return status(404);
+            }
+            if state.failing_file.as_deref() == Some(*name) {
+                return status(500);
             }
             match file_body(state.kickoffs[job].as_deref(), name) {
                 Some(body) => ndjson(body),
@@ -174,7 +185,13 @@ fn server() -> Server {
     }
 }
 
+const BEARER: &str = "type = \"bearer\"\ntoken = { env = \"FHIR_INGEST_TEST_TOKEN\" }";
+
 fn write_config(dir: &Path, base: &str) -> std::path::PathBuf {
+    write_config_with_auth(dir, base, BEARER)
+}
+
+fn write_config_with_auth(dir: &Path, base: &str, auth: &str) -> std::path::PathBuf {
     let path = dir.join("pipeline.toml");
     std::fs::write(
         &path,
@@ -192,10 +209,10 @@ parallel_downloads = 2
 poll_min_secs = 0.02
 poll_max_secs = 0.2
 retry_base_secs = 0.02
+retries = 2
 delete_after_download = true
 [sources.bulk.auth]
-type = "bearer"
-token = {{ env = "FHIR_INGEST_TEST_TOKEN" }}
+{auth}
 "#
         ),
     )
@@ -209,6 +226,8 @@ fn run(config: &Path, fail_at: Option<&str>) -> Output {
         .args(["run", "--config"])
         .arg(config)
         .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
+        .env("FHIR_INGEST_TEST_ONEUP_ID", "oneup-id")
+        .env("FHIR_INGEST_TEST_ONEUP_SECRET", "s3cret-oneup")
         .env_remove(fhir_ingest::failpoint::ENV);
     if let Some(point) = fail_at {
         command.env(fhir_ingest::failpoint::ENV, point);
@@ -295,7 +314,9 @@ fn full_then_incremental_export_with_checkpoint() {
 
     let warehouse = Warehouse::open_local(&root).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let runs = runtime.block_on(warehouse.committed_runs()).unwrap();
+    let mut runs = runtime.block_on(warehouse.committed_runs()).unwrap();
+    // Run ids of one second do not sort by time; transaction times do.
+    runs.sort_by(|a, b| a.transaction_time.cmp(&b.transaction_time));
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0].transaction_time.as_deref(), Some(T1));
     assert_eq!(runs[0].input.skipped, 1, "the Parameters header line");
@@ -431,4 +452,63 @@ fn sigterm_while_polling_cancels_the_export_and_keeps_the_checkpoint() {
     assert_eq!(server.mock.requests_to("DELETE", "/status/0").len(), 1);
     assert_eq!(checkpoint(&root), (0, None));
     assert!(!root.join("_state/ehr/in-flight.json").exists());
+}
+
+/// Regression: a file that cannot be downloaded must fail the run (nothing committed,
+/// checkpoint unchanged), not commit the lines before the failure.
+#[test]
+fn a_download_failing_for_good_commits_nothing_and_the_rerun_resumes() {
+    let server = server();
+    server.state.lock().unwrap().failing_file = Some("Observation.ndjson".into());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let root = dir.path().join("wh");
+
+    let failed = run(&config, None);
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("Observation.ndjson") && stderr.contains("500"),
+        "{stderr}"
+    );
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(committed(&root).is_empty());
+    assert!(root.join("_state/ehr/in-flight.json").exists());
+
+    server.state.lock().unwrap().failing_file = None;
+    assert_ok(&run(&config, None));
+    assert_eq!(server.state.lock().unwrap().kickoffs, [None]);
+    assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T1);
+    assert_eq!(committed(&root).len(), 6);
+}
+
+/// 1upHealth: the kick-off answers with the manifest at once; the client headers go with
+/// the kick-off and every download.
+#[test]
+fn synchronous_export_with_oneup_client_headers() {
+    let server = server();
+    server.state.lock().unwrap().synchronous = true;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = "type = \"oneup\"\nclient_id = { env = \"FHIR_INGEST_TEST_ONEUP_ID\" }\n\
+                client_secret = { env = \"FHIR_INGEST_TEST_ONEUP_SECRET\" }";
+    let config = write_config_with_auth(dir.path(), &server.mock.base, auth);
+    let root = dir.path().join("wh");
+    let first = run(&config, None);
+    assert_ok(&first);
+    assert!(!String::from_utf8_lossy(&first.stderr).contains("s3cret-oneup"));
+    assert_ok(&run(&config, None));
+    assert_eq!(committed(&root), expected_after_two_runs());
+    assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T2);
+    assert!(server.mock.requests_to("GET", "/status/0").is_empty());
+    for request in server.mock.requests() {
+        assert_eq!(
+            request.header("client_id"),
+            Some("oneup-id"),
+            "{}",
+            request.path
+        );
+        assert_eq!(request.header("client_secret"), Some("s3cret-oneup"));
+        assert_eq!(request.header("x-oneup-user-id"), Some("client"));
+        assert_eq!(request.header("authorization"), None);
+    }
 }
