@@ -582,3 +582,56 @@ impl Read for DownloadReader {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn transaction_times_order_by_instant_not_text() {
+        assert!(instant("2026-01-01T10:00:00+02:00") < instant("2026-01-01T09:00:00Z"));
+        assert!(instant("2026-01-01T00:00:00.5Z") > instant("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn one_progress_line_per_answered_poll() {
+        let mut printed = 0;
+        let mut update = PollProgress {
+            polls: 1,
+            ..PollProgress::default()
+        };
+        assert_eq!(poll_line(&update, &mut printed), None, "no answer yet");
+        update.next_wait = Some(Duration::from_secs(2));
+        update.progress = Some("40%".into());
+        let line = poll_line(&update, &mut printed).unwrap();
+        assert!(line.contains("40%") && line.contains("poll 1"), "{line}");
+        assert_eq!(poll_line(&update, &mut printed), None, "printed once");
+    }
+
+    #[test]
+    fn download_reader_yields_bytes_in_order_then_the_error() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let gone = Arc::new(AtomicBool::new(false));
+        let mut reader = DownloadReader {
+            rx,
+            current: Bytes::new(),
+            gone: gone.clone(),
+        };
+        tx.try_send(Ok(Bytes::from_static(b"{\"a\":1}\n{")))
+            .unwrap();
+        tx.try_send(Ok(Bytes::from_static(b"\"b\":2}\n"))).unwrap();
+        tx.try_send(Err(BulkError::FileGone {
+            url: "u".into(),
+            status: 410,
+        }))
+        .unwrap();
+        let mut out = Vec::new();
+        let err = reader.read_to_end(&mut out).unwrap_err();
+        assert_eq!(out, b"{\"a\":1}\n{\"b\":2}\n");
+        assert!(err.to_string().contains("410"), "{err}");
+        assert!(gone.load(Ordering::Relaxed));
+        drop(tx);
+        assert_eq!(reader.read(&mut [0; 4]).unwrap(), 0);
+    }
+}

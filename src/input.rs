@@ -515,6 +515,24 @@ mod tests {
     }
 
     #[test]
+    fn gzip_is_sniffed_on_any_reader() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, b"{}\n").unwrap();
+        let mut out = String::new();
+        sniff_gzip(io::Cursor::new(gz.finish().unwrap()))
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "{}\n");
+        out.clear();
+        sniff_gzip(&b"{}\n"[..])
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "{}\n");
+    }
+
+    #[test]
     fn decompressed_size_is_bounded() {
         let err =
             read_chunks(&b"{}\n{}\n{}\n"[..], "f.ndjson", 100, 4, Vec::new, |_| true).unwrap_err();

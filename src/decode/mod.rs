@@ -354,3 +354,63 @@ impl TableDecoder {
         StructArray::new(lineage_fields(), columns, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder() -> LineDecoder {
+        let registry = Arc::new(Registry::embedded().unwrap());
+        let lineage = Arc::new(RunLineage {
+            source: "t".into(),
+            run_id: "r".into(),
+            transaction_time: None,
+        });
+        LineDecoder::new(registry, lineage)
+    }
+
+    const PARAMETERS: &[u8] = br#"{"resourceType":"Parameters","parameter":[]}"#;
+
+    #[test]
+    fn export_files_route_each_line_by_its_type_and_skip_parameters_headers() {
+        let mut decoder = decoder();
+        let origin = LineOrigin {
+            file: "https://x/files/p1.ndjson".into(),
+            expected_type: None,
+            skip_parameters: true,
+        };
+        decoder.decode_line(PARAMETERS, &origin, 1).unwrap();
+        decoder
+            .decode_line(br#"{"resourceType":"Patient","id":"p1"}"#, &origin, 2)
+            .unwrap();
+        decoder
+            .decode_line(
+                br#"{"resourceType":"Observation","id":"o1","status":"final","code":{}}"#,
+                &origin,
+                3,
+            )
+            .unwrap();
+        assert_eq!(decoder.take_skipped(), 1);
+        let mut types: Vec<String> = decoder
+            .finish_all()
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        types.sort();
+        assert_eq!(types, ["Observation", "Patient"]);
+    }
+
+    #[test]
+    fn local_files_keep_parameters_and_reject_other_types() {
+        let mut decoder = decoder();
+        let origin = LineOrigin {
+            file: "Patient.ndjson".into(),
+            expected_type: Some("Patient".into()),
+            skip_parameters: false,
+        };
+        let err = decoder.decode_line(PARAMETERS, &origin, 1).unwrap_err();
+        assert!(matches!(err, Rejection::TypeMismatch { .. }), "{err}");
+        assert_eq!(decoder.take_skipped(), 0);
+    }
+}
