@@ -560,6 +560,32 @@ mod tests {
     }
 
     #[test]
+    fn commented_bulk_example_in_pipeline_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("# --- bulk source example").unwrap();
+        let end = text.find("# --- end of the bulk source example").unwrap();
+        let example: String = text[start..end]
+            .lines()
+            .skip(1)
+            .filter(|l| !l.starts_with("# #"))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let config = Config::parse(&example, &path).unwrap();
+        let SourceKind::Bulk { client } = &config.sources[0].kind else {
+            panic!("a bulk source");
+        };
+        assert_eq!(client.base_url, "https://ehr.example.org/fhir");
+        assert_eq!(**client, {
+            let mut expected = BulkConfig::new("https://ehr.example.org/fhir");
+            expected.auth = AuthConfig::Bearer {
+                token: SecretSource::Env("EHR_TOKEN".into()),
+            };
+            expected
+        });
+    }
+
+    #[test]
     fn defaults_fill_missing_sections_and_paths_are_relative_to_the_file() {
         let config = Config::parse(MINIMAL, Path::new("/etc/fi/pipeline.toml")).unwrap();
         assert_eq!(config.warehouse.root, Path::new("/etc/fi/warehouse"));
