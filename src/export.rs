@@ -18,7 +18,7 @@
 use std::{
     io::{self, Read},
     sync::{
-        Arc,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -63,9 +63,6 @@ pub enum ExportError {
         /// The kick-off URL, redacted.
         url: String,
     },
-    /// Ctrl-C or SIGTERM while the export was running: it was cancelled on the server.
-    #[error("cancelled by a signal; the export was deleted on the server, checkpoint unchanged")]
-    Cancelled,
 }
 
 /// What a bulk run did.
@@ -88,7 +85,9 @@ pub struct BulkRunOptions<'a> {
     /// The pipeline options: everything but `inputs`, `transaction_time`,
     /// `parallel_files`, `deleted` and `server_errors`, which the run fills in.
     pub pipeline: RunOptions,
-    /// Cancel the export (DELETE) and exit on Ctrl-C or SIGTERM (the binary sets it).
+    /// On Ctrl-C or SIGTERM, cancel the export in flight (DELETE on its status URL,
+    /// in-flight record removed, checkpoint untouched) and exit the process with status
+    /// 130. The binary sets it; library users handle signals themselves.
     pub handle_signals: bool,
 }
 
@@ -104,16 +103,11 @@ pub fn run(
     let source = options.pipeline.source.clone();
     let state = SourceState::new(warehouse.store(), &source);
     let client = BulkClient::new(options.client.clone())?;
-    let prepared = runtime.block_on(prepare(
-        warehouse,
-        &state,
-        &client,
-        options.handle_signals,
-        progress,
-    ))?;
-    let watcher = options
-        .handle_signals
-        .then(|| spawn_signal_watcher(&runtime, &client, &state, &prepared.kickoff));
+    if options.handle_signals {
+        install_signal_watcher(&runtime);
+    }
+    let _active = ActiveGuard;
+    let prepared = runtime.block_on(prepare(warehouse, &state, &client, progress))?;
     let gone = Arc::new(AtomicBool::new(false));
     let requires_token = prepared.manifest.requires_access_token();
     let inputs = prepared
@@ -142,9 +136,6 @@ pub fn run(
         runtime.clone(),
         progress,
     );
-    if let Some(watcher) = watcher {
-        watcher.abort();
-    }
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
@@ -196,7 +187,6 @@ async fn prepare(
     warehouse: &Warehouse,
     state: &SourceState,
     client: &BulkClient,
-    handle_signals: bool,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Prepared, ExportError> {
     let (seq, checkpoint) = repair_checkpoint(warehouse, state, progress).await?;
@@ -227,18 +217,12 @@ async fn prepare(
             Some(kickoff) => kickoff,
             None => kick_off(state, client, since.as_deref(), seq, progress).await?,
         };
-        match wait_for_manifest(client, &kickoff, handle_signals, progress).await {
+        set_active(client, state, &kickoff);
+        match wait_for_manifest(client, &kickoff, progress).await {
             Ok(manifest) => break (kickoff, manifest),
             Err(ExportError::Bulk(e)) if resumed && e.needs_new_export() => {
                 progress(&format!("{e}: starting a new export"));
                 state.clear_in_flight().await?;
-            }
-            Err(ExportError::Cancelled) => {
-                if let KickOff::Accepted { status_url } = &kickoff {
-                    let _ = client.cancel(status_url).await;
-                }
-                state.clear_in_flight().await?;
-                return Err(ExportError::Cancelled);
             }
             Err(e) => return Err(e),
         }
@@ -354,23 +338,19 @@ async fn kick_off(
     Ok(kickoff)
 }
 
-/// Waits for the manifest, printing the poll progress; Ctrl-C or SIGTERM cancels.
+/// Waits for the manifest, printing the poll progress.
 async fn wait_for_manifest(
     client: &BulkClient,
     kickoff: &KickOff,
-    handle_signals: bool,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Manifest, ExportError> {
     let mut updates = client.progress();
     let manifest = client.manifest(kickoff);
     futures::pin_mut!(manifest);
-    let signal = shutdown_signal(handle_signals);
-    futures::pin_mut!(signal);
     let mut printed = 0;
     loop {
         tokio::select! {
             result = &mut manifest => return Ok(result?),
-            () = &mut signal => return Err(ExportError::Cancelled),
             changed = updates.changed() => {
                 if changed.is_err() {
                     continue;
@@ -399,11 +379,69 @@ fn poll_line(update: &PollProgress, printed: &mut u32) -> Option<String> {
     ))
 }
 
-/// Resolves on Ctrl-C or SIGTERM when `enabled`; never otherwise.
-async fn shutdown_signal(enabled: bool) {
-    if !enabled {
-        return std::future::pending().await;
+/// The export a signal must cancel: set once its status URL is known, cleared when the
+/// run ends (by [`ActiveGuard`]).
+struct Active {
+    client: BulkClient,
+    state: SourceState,
+    status_url: Option<String>,
+}
+
+static ACTIVE: Mutex<Option<Active>> = Mutex::new(None);
+static WATCHER: OnceLock<()> = OnceLock::new();
+
+fn set_active(client: &BulkClient, state: &SourceState, kickoff: &KickOff) {
+    let status_url = match kickoff {
+        KickOff::Accepted { status_url } => Some(status_url.clone()),
+        KickOff::Complete(_) => None,
+    };
+    if let Ok(mut active) = ACTIVE.lock() {
+        *active = Some(Active {
+            client: client.clone(),
+            state: state.clone(),
+            status_url,
+        });
     }
+}
+
+/// Clears the active export when a run ends, however it ends.
+struct ActiveGuard;
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if let Ok(mut active) = ACTIVE.lock() {
+            *active = None;
+        }
+    }
+}
+
+/// Once per process: on Ctrl-C or SIGTERM, cancel the active export (DELETE on its status
+/// URL, in-flight record removed; nothing of its run is committed, so the checkpoint
+/// stays) and exit with status 130. Staged files of the run are leftovers no manifest
+/// lists.
+fn install_signal_watcher(runtime: &Handle) {
+    WATCHER.get_or_init(|| {
+        runtime.spawn(async {
+            shutdown_signal().await;
+            let active = ACTIVE.lock().ok().and_then(|mut a| a.take());
+            if let Some(active) = active {
+                eprintln!("signal received: cancelling the export; the checkpoint is unchanged");
+                if let Some(url) = &active.status_url
+                    && let Err(e) = active.client.cancel(url).await
+                {
+                    eprintln!("cancelling the export on the server: {e}");
+                }
+                let _ = active.state.clear_in_flight().await;
+            } else {
+                eprintln!("signal received: stopping");
+            }
+            std::process::exit(130);
+        });
+    });
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -420,30 +458,6 @@ async fn shutdown_signal(enabled: bool) {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// During the downloads: on Ctrl-C or SIGTERM, cancel the export and exit (status 130),
-/// leaving the checkpoint as it was (nothing of this run is committed yet).
-fn spawn_signal_watcher(
-    runtime: &Handle,
-    client: &BulkClient,
-    state: &SourceState,
-    kickoff: &KickOff,
-) -> tokio::task::JoinHandle<()> {
-    let (client, state) = (client.clone(), state.clone());
-    let status_url = match kickoff {
-        KickOff::Accepted { status_url } => Some(status_url.clone()),
-        KickOff::Complete(_) => None,
-    };
-    runtime.spawn(async move {
-        shutdown_signal(true).await;
-        eprintln!("signal received: cancelling the export; the checkpoint is unchanged");
-        if let Some(url) = status_url {
-            let _ = client.cancel(&url).await;
-        }
-        let _ = state.clear_in_flight().await;
-        std::process::exit(130);
-    })
 }
 
 /// Downloads the `error[]` OperationOutcomes (reported) and the `deleted[]` lists.

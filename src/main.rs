@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use fhir_ingest::{
     auth::redact_url,
     config::{Config, SourceKind},
-    export::{self, BulkRunOptions, BulkSummary, ExportError},
+    export::{self, BulkRunOptions, BulkSummary},
     input,
     pipeline::{self, Outcome, RunOptions, RunSummary},
     rebuild,
@@ -23,8 +23,6 @@ use fhir_ingest::{
 const EXIT_PARTIAL: u8 = 3;
 /// Exit status of a run that rejected more lines than allowed and committed nothing.
 const EXIT_TOO_MANY_REJECTED: u8 = 4;
-/// Exit status of a bulk run cancelled by Ctrl-C or SIGTERM (export deleted on the server).
-const EXIT_CANCELLED: u8 = 130;
 
 /// Moves FHIR Bulk Data NDJSON into stable, lossless, typed Parquet tables.
 ///
@@ -254,20 +252,14 @@ fn run_config(config: &Config, only: Option<&str>) -> Result<ExitCode> {
                     pipeline: options,
                     handle_signals: true,
                 };
-                let result = export::run(
+                let summary = export::run(
                     &warehouse,
                     registry.clone(),
                     bulk,
                     runtime.handle().clone(),
                     &progress,
-                );
-                let summary = match result {
-                    Err(ExportError::Cancelled) => {
-                        eprintln!("source {}: {}", source.name, ExportError::Cancelled);
-                        return Ok(ExitCode::from(EXIT_CANCELLED));
-                    }
-                    other => other.with_context(|| format!("source {}", source.name))?,
-                };
+                )
+                .with_context(|| format!("source {}", source.name))?;
                 print_bulk_summary(&summary);
                 summary.run
             }
