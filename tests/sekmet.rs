@@ -207,3 +207,61 @@ fn full_then_incremental_export_from_sekmet() {
         .unwrap();
     assert_eq!((seq, checkpoint.unwrap().transaction_time), (2, t2));
 }
+
+/// The same through SMART Backend Services (sekmet with `server_auth.types: [smart]` and
+/// `tests/fixtures/rsa_public.pem` registered for `fhir-ingest-test`): the token is
+/// fetched with a signed assertion and sent with the downloads.
+#[test]
+fn export_from_sekmet_with_smart_backend_services() {
+    let Ok(base) = std::env::var("FHIR_INGEST_SEKMET_SMART_URL") else {
+        eprintln!("FHIR_INGEST_SEKMET_SMART_URL not set: sekmet SMART test skipped");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let smart = |scope: &str| fhir_ingest::auth::AuthConfig::Smart {
+        client_id: "fhir-ingest-test".into(),
+        private_key: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/rsa_private.pem"),
+        alg: fhir_ingest::auth::JwtAlgorithm::RS384,
+        kid: "k1".into(),
+        scope: scope.into(),
+        token_url: None,
+    };
+    let patients = sample("Patient", 3);
+    runtime.block_on(async {
+        let writer =
+            fhir_ingest::auth::Auth::new(&smart("system/*.write"), &base, reqwest::Client::new())
+                .unwrap();
+        let headers = writer.credentials().await.unwrap().headers;
+        let bundle = json!({"resourceType": "Bundle", "type": "transaction",
+            "entry": patients.iter().map(put_entry).collect::<Vec<_>>()});
+        let response = reqwest::Client::new()
+            .post(&base)
+            .headers(headers)
+            .header("content-type", "application/fhir+json")
+            .body(bundle.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(dir.path()).unwrap();
+    let mut client = BulkConfig::new(base);
+    client.types = vec!["Patient".into()];
+    client.poll_min_secs = 0.1;
+    client.auth = smart("system/*.read");
+    let summary = bulk_run(&warehouse, &client, &runtime);
+    let ids: BTreeSet<String> = rows_of(&warehouse, &summary.run.manifest)
+        .into_keys()
+        .map(|(_, id)| id)
+        .collect();
+    for patient in &patients {
+        assert!(ids.contains(patient["id"].as_str().unwrap()));
+    }
+    assert!(summary.checkpoint.is_some());
+}
