@@ -37,6 +37,8 @@ struct ServerState {
     synchronous: bool,
     /// A file name that answers 500 (a server failing for good).
     failing_file: Option<String>,
+    /// A file name whose body sends one line and then hangs.
+    hanging_file: Option<String>,
 }
 
 fn patient(id: &str, version: u32) -> String {
@@ -152,6 +154,16 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
             }
             if state.failing_file.as_deref() == Some(*name) {
                 return status(500);
+            }
+            if state.hanging_file.as_deref() == Some(*name) {
+                let first = futures::stream::iter([Ok::<_, std::io::Error>(
+                    axum::body::Bytes::from(patient("p1", 1) + "\n"),
+                )]);
+                let hang = futures::stream::once(async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(axum::body::Bytes::new())
+                });
+                return ndjson(Body::from_stream(futures::StreamExt::chain(first, hang)));
             }
             match file_body(state.kickoffs[job].as_deref(), name) {
                 Some(body) => ndjson(body),
@@ -421,6 +433,21 @@ fn an_expired_export_on_resume_is_reported_and_a_new_one_started() {
 fn sigterm_while_polling_cancels_the_export_and_keeps_the_checkpoint() {
     let server = server();
     server.state.lock().unwrap().never_complete = true;
+    sigterm_when(&server, "GET", "/status/0", 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_while_downloading_cancels_the_export_and_keeps_the_checkpoint() {
+    let server = server();
+    server.state.lock().unwrap().hanging_file = Some("Patient.ndjson".into());
+    sigterm_when(&server, "GET", "/files/0/Patient.ndjson", 1);
+}
+
+/// Runs the binary, sends SIGTERM once `path` got `requests` requests, and checks the
+/// export was cancelled on the server with nothing committed.
+#[cfg(unix)]
+fn sigterm_when(server: &Server, method: &str, path: &str, requests: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &server.mock.base);
     let root = dir.path().join("wh");
@@ -433,8 +460,11 @@ fn sigterm_while_polling_cancels_the_export_and_keeps_the_checkpoint() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while server.mock.requests_to("GET", "/status/0").len() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(20), "no polling");
+    while server.mock.requests_to(method, path).len() < requests {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no request to {path}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let killed = Command::new("kill")
@@ -451,6 +481,7 @@ fn sigterm_while_polling_cancels_the_export_and_keeps_the_checkpoint() {
     );
     assert_eq!(server.mock.requests_to("DELETE", "/status/0").len(), 1);
     assert_eq!(checkpoint(&root), (0, None));
+    assert!(committed(&root).is_empty());
     assert!(!root.join("_state/ehr/in-flight.json").exists());
 }
 
