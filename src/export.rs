@@ -109,25 +109,14 @@ pub fn run(
     let _active = ActiveGuard;
     let prepared = runtime.block_on(prepare(warehouse, &state, &client, progress))?;
     let gone = Arc::new(AtomicBool::new(false));
-    let requires_token = prepared.manifest.requires_access_token();
-    let inputs = prepared
-        .manifest
-        .output
-        .iter()
-        .map(|file| download_input(&client, &file.url, requires_token, &runtime, &gone))
-        .collect();
-    let mut pipeline_options = options.pipeline;
-    pipeline_options.inputs = inputs;
-    pipeline_options.transaction_time = Some(prepared.transaction_time.clone());
-    pipeline_options.parallel_files =
-        std::num::NonZeroUsize::new(client.config().parallel_downloads)
-            .unwrap_or(std::num::NonZeroUsize::MIN);
-    pipeline_options.deleted = prepared.deleted;
-    pipeline_options.server_errors = prepared.server_errors;
-    let files = prepared.manifest.output.len();
+    let pipeline_options = pipeline_options(options.pipeline, &client, &prepared, &runtime, &gone);
     progress(&format!(
-        "downloading {files} files ({} at once)",
-        pipeline_options.parallel_files.get().min(files.max(1))
+        "downloading {} files ({} at once)",
+        pipeline_options.inputs.len(),
+        pipeline_options
+            .parallel_files
+            .get()
+            .min(pipeline_options.inputs.len().max(1))
     ));
     let result = pipeline::run(
         warehouse,
@@ -167,6 +156,29 @@ pub fn run(
         resumed: prepared.resumed,
         checkpoint,
     })
+}
+
+/// The pipeline's options for the export's files: one download per `output[]` file.
+fn pipeline_options(
+    mut options: RunOptions,
+    client: &BulkClient,
+    prepared: &Prepared,
+    runtime: &Handle,
+    gone: &Arc<AtomicBool>,
+) -> RunOptions {
+    let requires_token = prepared.manifest.requires_access_token();
+    options.inputs = prepared
+        .manifest
+        .output
+        .iter()
+        .map(|file| download_input(client, &file.url, requires_token, runtime, gone))
+        .collect();
+    options.transaction_time = Some(prepared.transaction_time.clone());
+    options.parallel_files = std::num::NonZeroUsize::new(client.config().parallel_downloads)
+        .unwrap_or(std::num::NonZeroUsize::MIN);
+    options.deleted = prepared.deleted.clone();
+    options.server_errors = prepared.server_errors.clone();
+    options
 }
 
 /// The export to ingest, ready for download.
