@@ -19,7 +19,7 @@ use std::{
     io::{self, Read},
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -109,7 +109,13 @@ pub fn run(
     let _active = ActiveGuard;
     let prepared = runtime.block_on(prepare(warehouse, &state, &client, progress))?;
     let gone = Arc::new(AtomicBool::new(false));
-    let pipeline_options = pipeline_options(options.pipeline, &client, &prepared, &runtime, &gone);
+    let downloaded = Arc::new(AtomicU64::new(0));
+    let counters = Counters {
+        gone: gone.clone(),
+        downloaded: downloaded.clone(),
+    };
+    let pipeline_options =
+        pipeline_options(options.pipeline, &client, &prepared, &runtime, &counters);
     progress(&format!(
         "downloading {} files ({} at once)",
         pipeline_options.inputs.len(),
@@ -118,13 +124,20 @@ pub fn run(
             .get()
             .min(pipeline_options.inputs.len().max(1))
     ));
-    let result = pipeline::run(
-        warehouse,
-        registry,
-        pipeline_options,
-        runtime.clone(),
-        progress,
-    );
+    let result = std::thread::scope(|scope| {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let downloaded = &downloaded;
+        scope.spawn(move || report_downloads(downloaded, &stopped, progress));
+        let result = pipeline::run(
+            warehouse,
+            registry,
+            pipeline_options,
+            runtime.clone(),
+            progress,
+        );
+        drop(stop);
+        result
+    });
     let summary = match result {
         Ok(summary) => summary,
         Err(e) => {
@@ -164,14 +177,14 @@ fn pipeline_options(
     client: &BulkClient,
     prepared: &Prepared,
     runtime: &Handle,
-    gone: &Arc<AtomicBool>,
+    counters: &Counters,
 ) -> RunOptions {
     let requires_token = prepared.manifest.requires_access_token();
     options.inputs = prepared
         .manifest
         .output
         .iter()
-        .map(|file| download_input(client, &file.url, requires_token, runtime, gone))
+        .map(|file| download_input(client, &file.url, requires_token, runtime, counters))
         .collect();
     options.transaction_time = Some(prepared.transaction_time.clone());
     options.parallel_files = std::num::NonZeroUsize::new(client.config().parallel_downloads)
@@ -179,6 +192,33 @@ fn pipeline_options(
     options.deleted = prepared.deleted.clone();
     options.server_errors = prepared.server_errors.clone();
     options
+}
+
+/// Shared by the downloads of a run.
+#[derive(Clone)]
+struct Counters {
+    /// Set when a file answered 404/410: the export must be started anew.
+    gone: Arc<AtomicBool>,
+    /// Bytes received so far, over all files.
+    downloaded: Arc<AtomicU64>,
+}
+
+/// Seconds between two download progress lines.
+const PROGRESS_SECS: u64 = 10;
+
+/// Prints the bytes downloaded so far every few seconds until `stopped` disconnects.
+fn report_downloads(
+    downloaded: &AtomicU64,
+    stopped: &std::sync::mpsc::Receiver<()>,
+    progress: &(dyn Fn(&str) + Sync),
+) {
+    let interval = std::time::Duration::from_secs(PROGRESS_SECS);
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+        progress(&format!(
+            "downloaded {:.1} MB so far",
+            downloaded.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+    }
 }
 
 /// The export to ingest, ready for download.
@@ -543,13 +583,13 @@ fn download_input(
     url: &str,
     requires_token: bool,
     runtime: &Handle,
-    gone: &Arc<AtomicBool>,
+    counters: &Counters,
 ) -> InputFile {
-    let (client, owned_url, runtime, gone) = (
+    let (client, owned_url, runtime, counters) = (
         client.clone(),
         url.to_owned(),
         runtime.clone(),
-        gone.clone(),
+        counters.clone(),
     );
     let open = move || -> io::Result<Box<dyn Read + Send>> {
         let (tx, rx) = tokio::sync::mpsc::channel(DOWNLOAD_CHUNKS);
@@ -566,7 +606,7 @@ fn download_input(
         Ok(Box::new(DownloadReader {
             rx,
             current: Bytes::new(),
-            gone: gone.clone(),
+            counters: counters.clone(),
         }))
     };
     InputFile {
@@ -585,7 +625,7 @@ fn download_input(
 struct DownloadReader {
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, BulkError>>,
     current: Bytes,
-    gone: Arc<AtomicBool>,
+    counters: Counters,
 }
 
 impl Read for DownloadReader {
@@ -593,10 +633,15 @@ impl Read for DownloadReader {
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
                 None => return Ok(0),
-                Some(Ok(chunk)) => self.current = chunk,
+                Some(Ok(chunk)) => {
+                    self.counters
+                        .downloaded
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    self.current = chunk;
+                }
                 Some(Err(e)) => {
                     if e.needs_new_export() {
-                        self.gone.store(true, Ordering::Relaxed);
+                        self.counters.gone.store(true, Ordering::Relaxed);
                     }
                     return Err(io::Error::other(e.to_string()));
                 }
@@ -638,11 +683,14 @@ mod tests {
     #[test]
     fn download_reader_yields_bytes_in_order_then_the_error() {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let gone = Arc::new(AtomicBool::new(false));
+        let counters = Counters {
+            gone: Arc::new(AtomicBool::new(false)),
+            downloaded: Arc::new(AtomicU64::new(0)),
+        };
         let mut reader = DownloadReader {
             rx,
             current: Bytes::new(),
-            gone: gone.clone(),
+            counters: counters.clone(),
         };
         tx.try_send(Ok(Bytes::from_static(b"{\"a\":1}\n{")))
             .unwrap();
@@ -656,7 +704,11 @@ mod tests {
         let err = reader.read_to_end(&mut out).unwrap_err();
         assert_eq!(out, b"{\"a\":1}\n{\"b\":2}\n");
         assert!(err.to_string().contains("410"), "{err}");
-        assert!(gone.load(Ordering::Relaxed));
+        assert!(counters.gone.load(Ordering::Relaxed));
+        assert_eq!(
+            counters.downloaded.load(Ordering::Relaxed),
+            out.len() as u64
+        );
         drop(tx);
         assert_eq!(reader.read(&mut [0; 4]).unwrap(), 0);
     }
