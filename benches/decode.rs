@@ -95,6 +95,7 @@ fn benches(c: &mut Criterion) {
         let origin = LineOrigin {
             file: Arc::from(format!("{resource_type}.ndjson")),
             expected_type: None,
+            skip_parameters: false,
         };
         let mut group = c.benchmark_group(resource_type);
         group.throughput(Throughput::Bytes(data.len() as u64));

@@ -13,6 +13,11 @@ use std::{
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use serde::Deserialize;
 
+use crate::{
+    auth::{AuthConfig, SecretSource},
+    bulk::BulkConfig,
+};
+
 /// Errors of reading and validating the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -207,12 +212,18 @@ fn default_max_rejected_fraction() -> f64 {
 pub struct RawSource {
     /// Name of the source, recorded in every row's `_lineage.source` (required, unique).
     pub name: String,
-    /// `files`: NDJSON files (plain or gzip) on disk. Required.
+    /// `files`: NDJSON files (plain or gzip) on disk; `bulk`: a FHIR server's Bulk Data
+    /// `$export`, incremental through a checkpoint. Required.
     pub kind: String,
     /// For `files`: files or directories (every `*.ndjson`, `*.ndjson.gz`, `*.jsonl`,
-    /// `*.jsonl.gz` inside, sorted by name).
+    /// `*.jsonl.gz` inside, sorted by name). Default: none (required for `files`).
     #[serde(default)]
     pub paths: Vec<PathBuf>,
+    /// For `bulk`: the `[sources.bulk]` table, the server and the export's parameters
+    /// (see [`BulkConfig`], every key documented with its default), with its
+    /// `[sources.bulk.auth]` table ([`AuthConfig`]). Default: none (required for `bulk`).
+    #[serde(default)]
+    pub bulk: Option<BulkConfig>,
 }
 
 /// The validated configuration.
@@ -306,6 +317,12 @@ pub enum SourceKind {
         /// Files or directories, resolved against the config file's directory.
         paths: Vec<PathBuf>,
     },
+    /// A FHIR server's Bulk Data `$export`, validated; secret and key file paths are
+    /// resolved against the config file's directory.
+    Bulk {
+        /// The client configuration, with its authentication.
+        client: Box<BulkConfig>,
+    },
 }
 
 impl Config {
@@ -393,10 +410,36 @@ impl Config {
                 "files" if source.paths.is_empty() => {
                     return Err(invalid(&key("paths"), "a files source needs paths".into()));
                 }
+                "files" if source.bulk.is_some() => {
+                    return Err(invalid(&key("bulk"), "only for kind = \"bulk\"".into()));
+                }
                 "files" => SourceKind::Files {
                     paths: source.paths.iter().map(|p| base.join(p)).collect(),
                 },
-                other => return Err(invalid(&key("kind"), format!("{other:?}: expected files"))),
+                "bulk" if !source.paths.is_empty() => {
+                    return Err(invalid(&key("paths"), "only for kind = \"files\"".into()));
+                }
+                "bulk" => {
+                    let Some(client) = source.bulk else {
+                        return Err(invalid(
+                            &key("bulk"),
+                            "a bulk source needs a [sources.bulk] table with base_url".into(),
+                        ));
+                    };
+                    let client = resolve_bulk_paths(client, base);
+                    client
+                        .validate()
+                        .map_err(|e| invalid(&key("bulk"), e.to_string()))?;
+                    SourceKind::Bulk {
+                        client: Box::new(client),
+                    }
+                }
+                other => {
+                    return Err(invalid(
+                        &key("kind"),
+                        format!("{other:?}: expected files or bulk"),
+                    ));
+                }
             };
             sources.push(SourceConfig {
                 name: source.name,
@@ -412,6 +455,29 @@ impl Config {
             sources,
         })
     }
+}
+
+/// Anchors the secret and key files of a bulk source's auth at the config's directory.
+fn resolve_bulk_paths(mut client: BulkConfig, base: &Path) -> BulkConfig {
+    let file = |source: &mut SecretSource| {
+        if let SecretSource::File(path) = source {
+            *path = base.join(&*path);
+        }
+    };
+    match &mut client.auth {
+        AuthConfig::None => {}
+        AuthConfig::Bearer { token } => file(token),
+        AuthConfig::Oneup {
+            client_id,
+            client_secret,
+            ..
+        } => {
+            file(client_id);
+            file(client_secret);
+        }
+        AuthConfig::Smart { private_key, .. } => *private_key = base.join(&*private_key),
+    }
+    client
 }
 
 fn validate_parquet(raw: &RawParquet, path: &Path) -> Result<ParquetConfig, ConfigError> {
@@ -494,11 +560,39 @@ mod tests {
     }
 
     #[test]
+    fn commented_bulk_example_in_pipeline_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("# --- bulk source example").unwrap();
+        let end = text.find("# --- end of the bulk source example").unwrap();
+        let example: String = text[start..end]
+            .lines()
+            .skip(1)
+            .filter(|l| !l.starts_with("# #"))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let config = Config::parse(&example, &path).unwrap();
+        let SourceKind::Bulk { client } = &config.sources[0].kind else {
+            panic!("a bulk source");
+        };
+        assert_eq!(client.base_url, "https://ehr.example.org/fhir");
+        assert_eq!(**client, {
+            let mut expected = BulkConfig::new("https://ehr.example.org/fhir");
+            expected.auth = AuthConfig::Bearer {
+                token: SecretSource::Env("EHR_TOKEN".into()),
+            };
+            expected
+        });
+    }
+
+    #[test]
     fn defaults_fill_missing_sections_and_paths_are_relative_to_the_file() {
         let config = Config::parse(MINIMAL, Path::new("/etc/fi/pipeline.toml")).unwrap();
         assert_eq!(config.warehouse.root, Path::new("/etc/fi/warehouse"));
         assert_eq!(config.warehouse.partition_by, PartitionBy::ExportDate);
-        let SourceKind::Files { paths } = &config.sources[0].kind;
+        let SourceKind::Files { paths } = &config.sources[0].kind else {
+            panic!("a files source");
+        };
         assert_eq!(paths[0], Path::new("/etc/fi/data"));
         assert_eq!(config.decode.max_line_bytes, 64 << 20);
     }
@@ -541,5 +635,50 @@ mod tests {
         }
         let err = Config::parse("", Path::new("p.toml")).unwrap_err();
         assert!(err.to_string().contains("sources"), "{err}");
+    }
+
+    const BULK: &str = "[[sources]]\nname = \"ehr\"\nkind = \"bulk\"\n\
+        [sources.bulk]\nbase_url = \"https://ehr.example.org/fhir\"\ntypes = [\"Patient\"]\n\
+        [sources.bulk.auth]\ntype = \"bearer\"\ntoken = { file = \"secrets/token\" }\n";
+
+    #[test]
+    fn bulk_source_parses_with_auth_files_relative_to_the_config() {
+        let config = Config::parse(BULK, Path::new("/etc/fi/pipeline.toml")).unwrap();
+        let SourceKind::Bulk { client } = &config.sources[0].kind else {
+            panic!("a bulk source");
+        };
+        assert_eq!(client.types, ["Patient"]);
+        assert_eq!(client.parallel_downloads, 4);
+        assert_eq!(
+            client.auth,
+            AuthConfig::Bearer {
+                token: SecretSource::File("/etc/fi/secrets/token".into())
+            }
+        );
+    }
+
+    #[test]
+    fn bulk_source_errors_name_the_key() {
+        for (text, key) in [
+            (
+                "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n",
+                "sources[0].bulk",
+            ),
+            (
+                "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"nope\"\n",
+                "sources[0].bulk",
+            ),
+            (
+                "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x\"\ntoken = \"abc\"\n",
+                "token",
+            ),
+            (
+                "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x\"\n[sources.bulk.auth]\ntype = \"bearer\"\ntoken = \"inline\"\n",
+                "expected `env` or `file`",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new("p.toml")).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
     }
 }

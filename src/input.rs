@@ -1,4 +1,5 @@
-//! NDJSON input: files on disk (plain or gzip) read as bounded chunks of whole lines.
+//! NDJSON input: files on disk or downloads (plain or gzip) read as bounded chunks of
+//! whole lines.
 //!
 //! A chunk holds complete lines only, a few MiB at most (one over-long line excepted up to
 //! the line limit), so decoders can work on chunks in parallel and memory stays flat
@@ -35,6 +36,14 @@ pub enum InputError {
     /// A configured path holds no NDJSON file.
     #[error("{0}: no *.ndjson, *.ndjson.gz, *.jsonl or *.jsonl.gz files")]
     Empty(PathBuf),
+    /// A download failed for good (after the client's retries): the run must not commit.
+    #[error("downloading {file} failed: {message}")]
+    Download {
+        /// The file's name in lineage (its URL, secrets stripped).
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A file decompresses to more than the limit (a gzip bomb, or a wrong limit).
     #[error("{path}: decompressed size exceeds {limit} bytes")]
     TooLarge {
@@ -48,10 +57,48 @@ pub enum InputError {
 /// One NDJSON file to ingest.
 #[derive(Debug, Clone)]
 pub struct InputFile {
-    /// Where it is.
-    pub path: PathBuf,
+    /// How to open it.
+    pub opener: Opener,
     /// Its name in lineage and reports, and the type it holds when its name says so.
     pub origin: LineOrigin,
+}
+
+/// Opens a byte stream when the reader thread gets to it (a download starts then).
+pub type OpenFn = dyn Fn() -> io::Result<Box<dyn Read + Send>> + Send + Sync;
+
+/// Where the bytes of an input file come from.
+#[derive(Clone)]
+pub enum Opener {
+    /// A local file.
+    Path(PathBuf),
+    /// A download (or any other stream), opened lazily. A read error of such a stream is
+    /// fatal to the run: the client already retried, and a partial file must not commit.
+    Download(Arc<OpenFn>),
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            Self::Download(_) => f.write_str("Download"),
+        }
+    }
+}
+
+impl InputFile {
+    /// Opens the file's bytes, decompressing them when they start with the gzip magic.
+    pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        match &self.opener {
+            Opener::Path(path) => open(path),
+            Opener::Download(open_stream) => sniff_gzip(open_stream()?),
+        }
+    }
+
+    /// Whether a read error of this file fails the run (downloads) rather than
+    /// rejecting the cut line (local files, whose truncation is the data's fault).
+    pub fn read_errors_are_fatal(&self) -> bool {
+        matches!(self.opener, Opener::Download(_))
+    }
 }
 
 /// Lists the NDJSON files under `paths` (files as given, directories by name order).
@@ -102,8 +149,9 @@ fn input_file(path: PathBuf, registry: &Registry) -> InputFile {
         origin: LineOrigin {
             file: Arc::from(path.display().to_string()),
             expected_type,
+            skip_parameters: false,
         },
-        path,
+        opener: Opener::Path(path),
     }
 }
 
@@ -116,12 +164,23 @@ pub fn expected_type_of<'n>(name: &'n str, registry: &Registry) -> Option<&'n st
 
 /// Opens a file, decompressing it when it starts with the gzip magic bytes.
 pub fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    let mut file = BufReader::with_capacity(1 << 16, File::open(path)?);
-    let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    sniff_gzip(File::open(path)?)
+}
+
+/// Wraps a reader in a gzip decoder when its first bytes are the gzip magic.
+pub fn sniff_gzip(reader: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
+    let mut reader = BufReader::with_capacity(1 << 16, reader);
+    let gzip = loop {
+        match reader.fill_buf() {
+            Ok(buf) => break buf.starts_with(&[0x1f, 0x8b]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
     Ok(if gzip {
-        Box::new(MultiGzDecoder::new(file))
+        Box::new(MultiGzDecoder::new(reader))
     } else {
-        Box::new(file)
+        Box::new(reader)
     })
 }
 
@@ -437,6 +496,24 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert!(matches!(rejected[0].1, Rejection::Truncated(_)));
         assert_eq!(rejected[0].0, lines.len() as u64 + 1);
+    }
+
+    #[test]
+    fn gzip_is_sniffed_on_any_reader() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, b"{}\n").unwrap();
+        let mut out = String::new();
+        sniff_gzip(io::Cursor::new(gz.finish().unwrap()))
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "{}\n");
+        out.clear();
+        sniff_gzip(&b"{}\n"[..])
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "{}\n");
     }
 
     #[test]

@@ -2,17 +2,27 @@
 //! Parquet, one table per resource type.
 //!
 //! The crate is organised by the concepts of the domain:
+//! - [`auth`]: credentials for FHIR servers (none, bearer, 1upHealth headers, SMART
+//!   Backend Services), secrets from the environment or files;
+//! - [`bulk`]: the FHIR Bulk Data `$export` client (kick-off, polling, manifests, downloads);
 //! - [`config`]: `pipeline.toml`, parsed once and validated into typed values;
 //! - [`schema`]: the committed table schema of every resource type and its generator;
 //! - [`decode`]: NDJSON lines to Arrow record batches through simd-json's tape;
 //! - [`input`]: files on disk (plain or gzip) as bounded chunks of whole lines;
 //! - [`sink`]: Parquet files written through `object_store`, and the quarantine;
 //! - [`warehouse`]: the layout of the warehouse and the run manifests that commit runs;
+//! - [`export`]: one incremental run of a `bulk` source, checkpoint to checkpoint;
+//! - [`state`]: the checkpoint and in-flight export of each source, in the warehouse;
+//! - [`failpoint`]: test-only crash points (`FHIR_INGEST_FAIL_AT`);
 //! - [`pipeline`]: one run, wiring input, decoders and writers with bounded channels;
 //! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost).
 
+pub mod auth;
+pub mod bulk;
 pub mod config;
 pub mod decode;
+pub mod export;
+pub mod failpoint;
 pub mod input;
 pub mod metrics;
 pub mod pipeline;
@@ -20,4 +30,5 @@ pub mod rebuild;
 pub mod schedule;
 pub mod schema;
 pub mod sink;
+pub mod state;
 pub mod warehouse;

@@ -9,7 +9,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fhir_ingest::{
+    auth::redact_url,
     config::{Config, SourceKind},
+    export::{self, BulkRunOptions, BulkSummary},
     input,
     pipeline::{self, Outcome, RunOptions, RunSummary},
     rebuild,
@@ -26,7 +28,8 @@ const EXIT_TOO_MANY_REJECTED: u8 = 4;
 ///
 /// Exit status: 0 success; 1 error (nothing committed); 2 bad command line;
 /// 3 committed, but some lines were rejected (see the quarantine);
-/// 4 more lines rejected than `quarantine.max_rejected_fraction` allows (nothing committed).
+/// 4 more lines rejected than `quarantine.max_rejected_fraction` allows (nothing committed);
+/// 130 a bulk export cancelled by Ctrl-C or SIGTERM (checkpoint unchanged).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -203,31 +206,64 @@ fn run_config(config: &Config, only: Option<&str>) -> Result<ExitCode> {
         .iter()
         .filter(|s| only.is_none_or(|n| n == s.name))
     {
-        let SourceKind::Files { paths } = &source.kind;
-        let inputs = input::discover(paths, &registry)?;
         let options = RunOptions {
             source: source.name.clone(),
-            inputs,
+            inputs: Vec::new(),
             transaction_time: None,
             decode: config.decode.clone(),
             parquet: config.parquet.clone(),
             partition_by: config.warehouse.partition_by,
             max_rejected_fraction: config.max_rejected_fraction,
+            parallel_files: std::num::NonZeroUsize::MIN,
+            deleted: Vec::new(),
+            server_errors: Vec::new(),
         };
-        eprintln!(
-            "source {}: {} files -> {}",
-            source.name,
-            options.inputs.len(),
-            warehouse.root()
-        );
-        let summary = pipeline::run(
-            &warehouse,
-            registry.clone(),
-            options,
-            runtime.handle().clone(),
-            &|line| eprintln!("  {line}"),
-        )
-        .with_context(|| format!("source {}", source.name))?;
+        let progress = |line: &str| eprintln!("  {line}");
+        let summary = match &source.kind {
+            SourceKind::Files { paths } => {
+                let options = RunOptions {
+                    inputs: input::discover(paths, &registry)?,
+                    ..options
+                };
+                eprintln!(
+                    "source {}: {} files -> {}",
+                    source.name,
+                    options.inputs.len(),
+                    warehouse.root()
+                );
+                pipeline::run(
+                    &warehouse,
+                    registry.clone(),
+                    options,
+                    runtime.handle().clone(),
+                    &progress,
+                )
+                .with_context(|| format!("source {}", source.name))?
+            }
+            SourceKind::Bulk { client } => {
+                eprintln!(
+                    "source {}: Bulk Data export from {} -> {}",
+                    source.name,
+                    redact_url(&client.base_url),
+                    warehouse.root()
+                );
+                let bulk = BulkRunOptions {
+                    client,
+                    pipeline: options,
+                    handle_signals: true,
+                };
+                let summary = export::run(
+                    &warehouse,
+                    registry.clone(),
+                    bulk,
+                    runtime.handle().clone(),
+                    &progress,
+                )
+                .with_context(|| format!("source {}", source.name))?;
+                print_bulk_summary(&summary);
+                summary.run
+            }
+        };
         print_summary(&summary);
         worst = match summary.outcome {
             Outcome::Complete => worst,
@@ -236,6 +272,42 @@ fn run_config(config: &Config, only: Option<&str>) -> Result<ExitCode> {
         };
     }
     Ok(worst)
+}
+
+fn print_bulk_summary(summary: &BulkSummary) {
+    let m = &summary.run.manifest;
+    println!(
+        "export of source {}: {}{}, transactionTime {}",
+        m.source,
+        summary
+            .since
+            .as_deref()
+            .map_or("full export".to_owned(), |s| format!("changes since {s}")),
+        if summary.resumed { " (resumed)" } else { "" },
+        m.transaction_time.as_deref().unwrap_or("-")
+    );
+    if !m.deleted.is_empty() {
+        println!(
+            "  {} resources deleted on the server (listed in the run manifest)",
+            m.deleted.len()
+        );
+    }
+    if !m.server_errors.is_empty() {
+        println!(
+            "  {} server issues (OperationOutcome, in the run manifest)",
+            m.server_errors.len()
+        );
+    }
+    if m.input.skipped > 0 {
+        println!("  {} Parameters header lines skipped", m.input.skipped);
+    }
+    match &summary.checkpoint {
+        Some(c) => println!(
+            "  checkpoint: next run asks for changes since {}",
+            c.transaction_time
+        ),
+        None => println!("  checkpoint unchanged (nothing committed)"),
+    }
 }
 
 fn print_summary(summary: &RunSummary) {

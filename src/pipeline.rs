@@ -1,12 +1,13 @@
 //! One run: input files through decoders into Parquet, then the run manifest.
 //!
 //! ```text
-//! reader thread ──chunks──► decode workers (one per core) ──batches──► writer threads
+//! reader threads ──chunks──► decode workers (one per core) ──batches──► writer threads
 //!      │                          │                                        │
 //!      └──── rejected lines, file totals ──► this thread: quarantine, progress
 //! ```
 //!
-//! Every channel is bounded, so memory stays flat: at most a few chunks of lines, a few
+//! Readers (one for local files, `parallel_downloads` for an export) take files from a
+//! shared queue. Every channel is bounded, so memory stays flat: at most a few chunks of lines, a few
 //! batches per worker, and one row group plus one upload part per open Parquet file.
 //! The run is committed by writing its manifest after every file is complete; a run with
 //! more rejected lines than the configured fraction is not committed.
@@ -14,8 +15,10 @@
 use std::{
     collections::{BTreeMap, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
+    num::NonZeroUsize,
     sync::{
         Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
         mpsc::{Receiver, SyncSender, sync_channel},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -28,11 +31,13 @@ use tokio::runtime::Handle;
 use crate::{
     config::{DecodeConfig, ParquetConfig, PartitionBy},
     decode::{LineDecoder, LineOrigin, Rejection, RunLineage, temporal},
+    failpoint,
     input::{self, Chunk, InputFile, ReadEvent, ReadTotals},
     schema::Registry,
     sink::{ObjectWriter, ParquetFile, SinkError, WrittenFile, properties_for, writer_properties},
     warehouse::{
-        self, InputTotals, RejectedTotals, RunManifest, TableManifest, Warehouse, WarehouseError,
+        self, DeletedRef, InputTotals, RejectedTotals, RunManifest, TableManifest, Warehouse,
+        WarehouseError,
     },
 };
 
@@ -76,6 +81,9 @@ pub struct RunOptions {
     pub source: String,
     /// The files, in order.
     pub inputs: Vec<InputFile>,
+    /// Files read at once (reader threads): 1 for local files, the download limit for
+    /// an export.
+    pub parallel_files: NonZeroUsize,
     /// The export's transactionTime, if the files came from an export.
     pub transaction_time: Option<String>,
     /// Decoding limits and parallelism.
@@ -86,6 +94,10 @@ pub struct RunOptions {
     pub partition_by: PartitionBy,
     /// Rejected fraction above which the run is not committed.
     pub max_rejected_fraction: f64,
+    /// Resources the export reported deleted, recorded in the run manifest.
+    pub deleted: Vec<DeletedRef>,
+    /// The export's server errors (OperationOutcome issues), recorded in the manifest.
+    pub server_errors: Vec<String>,
 }
 
 /// How a run ended.
@@ -121,6 +133,8 @@ enum Report {
         file: Arc<str>,
         totals: ReadTotals,
     },
+    /// Lines a decoder skipped (`Parameters` headers of export files).
+    Skipped(u64),
 }
 
 type Work = (Arc<LineOrigin>, Chunk);
@@ -155,6 +169,8 @@ pub fn run(
     let (work_tx, work_rx) = sync_channel::<Work>(workers * 2);
     // Chunk buffers go back to the reader, so their pages are reused, not faulted anew.
     let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(workers * 2 + 2);
+    let recycle_rx = Mutex::new(recycle_rx);
+    let next_file = AtomicUsize::new(0);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (report_tx, report_rx) = sync_channel::<Report>(1024);
     let mut batch_txs = Vec::with_capacity(writers);
@@ -166,13 +182,24 @@ pub fn run(
     }
 
     let outcome = std::thread::scope(|scope| {
-        let reader = {
-            let report_tx = report_tx.clone();
-            let (inputs, decode) = (&options.inputs, &options.decode);
-            spawn(scope, "reader", move || {
-                read_inputs(inputs, decode, work_tx, report_tx, recycle_rx)
-            })?
-        };
+        let readers = options
+            .parallel_files
+            .get()
+            .min(options.inputs.len())
+            .max(1);
+        let mut reader_handles = Vec::with_capacity(readers);
+        for _ in 0..readers {
+            let reader = FileReader {
+                inputs: &options.inputs,
+                next: &next_file,
+                decode: &options.decode,
+                work_tx: work_tx.clone(),
+                report_tx: report_tx.clone(),
+                recycled: &recycle_rx,
+            };
+            reader_handles.push(spawn(scope, "reader", move || reader.run())?);
+        }
+        drop(work_tx);
         let mut decoders = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (registry, lineage, work_rx) = (registry.clone(), lineage.clone(), work_rx.clone());
@@ -211,9 +238,16 @@ pub fn run(
         let collected =
             collect_reports(report_rx, store.clone(), &run_id, runtime.clone(), progress);
 
-        let read_result = reader
-            .join()
-            .map_err(|_| PipelineError::Panicked("reader"))?;
+        let mut read_result = Ok(0);
+        for handle in reader_handles {
+            let result = handle
+                .join()
+                .map_err(|_| PipelineError::Panicked("reader"))?;
+            read_result = match (read_result, result) {
+                (Ok(a), Ok(b)) => Ok(a + b),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
         for handle in decoders {
             handle
                 .join()
@@ -259,7 +293,10 @@ pub fn run(
         tables,
         input: input_totals,
         rejected,
+        deleted: options.deleted,
+        server_errors: options.server_errors,
     };
+    failpoint::hit("after-data-files");
     if outcome != Outcome::TooManyRejected {
         runtime.block_on(warehouse.commit(&manifest))?;
     }
@@ -282,58 +319,119 @@ fn spawn<'scope, 'env, T: Send + 'scope>(
         .map_err(PipelineError::Spawn)
 }
 
-/// Reads every input file into chunks; returns the number of files read.
-fn read_inputs(
-    inputs: &[InputFile],
-    decode: &DecodeConfig,
+/// A reader thread: takes the next file from the shared queue until none is left.
+struct FileReader<'a> {
+    inputs: &'a [InputFile],
+    next: &'a AtomicUsize,
+    decode: &'a DecodeConfig,
     work_tx: SyncSender<Work>,
     report_tx: SyncSender<Report>,
-    recycled: Receiver<Vec<u8>>,
-) -> Result<u64, PipelineError> {
-    let buffer = || {
-        let mut data = recycled.try_recv().unwrap_or_default();
-        data.clear();
-        data
-    };
-    for file in inputs {
+    recycled: &'a Mutex<Receiver<Vec<u8>>>,
+}
+
+impl FileReader<'_> {
+    /// Reads files into chunks; returns the number of files this thread read.
+    fn run(self) -> Result<u64, PipelineError> {
+        let mut read = 0;
+        loop {
+            let Some(file) = self.inputs.get(self.next.fetch_add(1, Ordering::Relaxed)) else {
+                return Ok(read);
+            };
+            if !self.read_file(file)? {
+                return Ok(read);
+            }
+            read += 1;
+            if read == 1 {
+                failpoint::hit("during-download");
+            }
+        }
+    }
+
+    /// Reads one file; false when the run is being torn down.
+    fn read_file(&self, file: &InputFile) -> Result<bool, PipelineError> {
         let origin = Arc::new(file.origin.clone());
-        let reader = input::open(&file.path).map_err(|source| input::InputError::Open {
-            path: file.path.clone(),
-            source,
-        })?;
+        let fatal = file.read_errors_are_fatal();
+        let failure = |message: String| {
+            if fatal {
+                input::InputError::Download {
+                    file: origin.file.to_string(),
+                    message,
+                }
+            } else {
+                input::InputError::Open {
+                    path: origin.file.to_string().into(),
+                    source: std::io::Error::other(message),
+                }
+            }
+        };
+        let reader = file.open().map_err(|e| failure(e.to_string()))?;
+        let mut reader = ErrorWatch {
+            inner: reader,
+            error: None,
+        };
+        let buffer = || {
+            let mut data = self
+                .recycled
+                .lock()
+                .ok()
+                .and_then(|rx| rx.try_recv().ok())
+                .unwrap_or_default();
+            data.clear();
+            data
+        };
+        let mut open = true;
         let totals = input::read_chunks(
-            reader,
+            &mut reader,
             &origin.file,
-            decode.max_line_bytes,
-            decode.max_decompressed_bytes,
+            self.decode.max_line_bytes,
+            self.decode.max_decompressed_bytes,
             buffer,
-            |event| match event {
-                ReadEvent::Chunk(chunk) => work_tx.send((origin.clone(), chunk)).is_ok(),
-                ReadEvent::Rejected {
-                    line,
-                    rejection,
-                    sample,
-                } => report_tx
-                    .send(Report::Rejected {
-                        file: origin.file.clone(),
+            |event| {
+                open = match event {
+                    ReadEvent::Chunk(chunk) => self.work_tx.send((origin.clone(), chunk)).is_ok(),
+                    ReadEvent::Rejected {
                         line,
                         rejection,
                         sample,
-                    })
-                    .is_ok(),
+                    } => self
+                        .report_tx
+                        .send(Report::Rejected {
+                            file: origin.file.clone(),
+                            line,
+                            rejection,
+                            sample,
+                        })
+                        .is_ok(),
+                };
+                open
             },
         )?;
-        if report_tx
-            .send(Report::FileRead {
-                file: origin.file.clone(),
-                totals,
-            })
-            .is_err()
-        {
-            break;
+        if fatal && let Some(message) = reader.error {
+            return Err(failure(message).into());
         }
+        let report = Report::FileRead {
+            file: origin.file.clone(),
+            totals,
+        };
+        Ok(open && self.report_tx.send(report).is_ok())
     }
-    Ok(inputs.len() as u64)
+}
+
+/// Remembers the first read error of a stream (read_chunks turns it into a rejection of
+/// the cut line; for downloads the run fails instead).
+struct ErrorWatch {
+    inner: Box<dyn std::io::Read + Send>,
+    error: Option<String>,
+}
+
+impl std::io::Read for ErrorWatch {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != std::io::ErrorKind::Interrupted && self.error.is_none() {
+                self.error = Some(e.to_string());
+            }
+        })
+    }
 }
 
 /// A decoding thread's state.
@@ -370,6 +468,10 @@ impl DecodeWorker {
         self.decoder.types(&mut types);
         for resource_type in &types {
             send_batch(&mut self.decoder, resource_type, &self.batch_txs)?;
+        }
+        let skipped = self.decoder.take_skipped();
+        if skipped > 0 {
+            let _ = self.report_tx.send(Report::Skipped(skipped));
         }
         Ok(())
     }
@@ -547,6 +649,7 @@ fn collect_reports(
                     totals.bytes as f64 / 1e6
                 ));
             }
+            Report::Skipped(n) => input.skipped += n,
             Report::Rejected {
                 file,
                 line,

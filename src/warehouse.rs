@@ -198,6 +198,23 @@ pub struct RunManifest {
     pub input: InputTotals,
     /// Lines rejected, and where they are kept.
     pub rejected: RejectedTotals,
+    /// Resources the export's `deleted[]` files say were deleted since `_since`: readers
+    /// drop earlier versions of these (type, id). Empty for files sources.
+    #[serde(default)]
+    pub deleted: Vec<DeletedRef>,
+    /// The export's `error[]` OperationOutcomes, as plain text (one line per issue).
+    #[serde(default)]
+    pub server_errors: Vec<String>,
+}
+
+/// A resource deleted on the server, as listed in a run manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeletedRef {
+    /// The resource type.
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// The logical id.
+    pub id: String,
 }
 
 /// The files of one table in a run.
@@ -218,6 +235,9 @@ pub struct InputTotals {
     pub lines: u64,
     /// Bytes of NDJSON (decompressed).
     pub bytes: u64,
+    /// Lines neither ingested nor rejected: `Parameters` header lines of export files.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 /// The rejected lines of a run.

@@ -79,6 +79,7 @@ fn mutated_lines_never_panic_and_accepted_ones_round_trip() {
     let origin = LineOrigin {
         file: Arc::from("fuzz.ndjson"),
         expected_type: None,
+        skip_parameters: false,
     };
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(sample_dir()).unwrap() {

@@ -12,7 +12,7 @@
 //! let registry = Arc::new(Registry::embedded().unwrap());
 //! let lineage = Arc::new(RunLineage { source: "demo".into(), run_id: "r1".into(), transaction_time: None });
 //! let mut decoder = LineDecoder::new(registry, lineage);
-//! let origin = LineOrigin { file: "Patient.ndjson".into(), expected_type: None };
+//! let origin = LineOrigin { file: "Patient.ndjson".into(), expected_type: None, skip_parameters: false };
 //! decoder.decode_line(br#"{"resourceType":"Patient","id":"p1","birthDate":"1970"}"#, &origin, 1).unwrap();
 //! let batches = decoder.finish_all().unwrap();
 //! assert_eq!(batches[0].0, "Patient");
@@ -93,6 +93,9 @@ pub struct LineOrigin {
     pub file: Arc<str>,
     /// The resource type the file is said to hold; other types are rejected.
     pub expected_type: Option<Arc<str>>,
+    /// Skip `Parameters` lines (counted, not ingested): the header lines that Bulk Data
+    /// 3.0 files organised by patient may carry. True for downloads, false for local files.
+    pub skip_parameters: bool,
 }
 
 /// The lineage values shared by every row of a run.
@@ -117,6 +120,7 @@ pub struct LineDecoder {
     numbers: NumberTexts,
     path: Vec<Seg>,
     overflow: OverflowWriter,
+    skipped: u64,
 }
 
 impl LineDecoder {
@@ -132,7 +136,14 @@ impl LineDecoder {
             numbers: NumberTexts::default(),
             path: Vec::new(),
             overflow: OverflowWriter::default(),
+            skipped: 0,
         }
+    }
+
+    /// Lines skipped (not ingested, not rejected) since the last call: `Parameters`
+    /// header lines of files whose origin says to skip them.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     /// Decodes one line (without its newline) into the table of its resource type and
@@ -169,6 +180,10 @@ impl LineDecoder {
         line_no: u64,
     ) -> Result<usize, Rejection> {
         let resource_type = resource_type_of(tape)?;
+        if origin.skip_parameters && resource_type == "Parameters" {
+            self.skipped += 1;
+            return Ok(0);
+        }
         if let Some(expected) = &origin.expected_type
             && **expected != *resource_type
         {
@@ -340,5 +355,65 @@ impl TableDecoder {
             Arc::new(self.lineage_line.finish()),
         ];
         StructArray::new(lineage_fields(), columns, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoder() -> LineDecoder {
+        let registry = Arc::new(Registry::embedded().unwrap());
+        let lineage = Arc::new(RunLineage {
+            source: "t".into(),
+            run_id: "r".into(),
+            transaction_time: None,
+        });
+        LineDecoder::new(registry, lineage)
+    }
+
+    const PARAMETERS: &[u8] = br#"{"resourceType":"Parameters","parameter":[]}"#;
+
+    #[test]
+    fn export_files_route_each_line_by_its_type_and_skip_parameters_headers() {
+        let mut decoder = decoder();
+        let origin = LineOrigin {
+            file: "https://x/files/p1.ndjson".into(),
+            expected_type: None,
+            skip_parameters: true,
+        };
+        decoder.decode_line(PARAMETERS, &origin, 1).unwrap();
+        decoder
+            .decode_line(br#"{"resourceType":"Patient","id":"p1"}"#, &origin, 2)
+            .unwrap();
+        decoder
+            .decode_line(
+                br#"{"resourceType":"Observation","id":"o1","status":"final","code":{}}"#,
+                &origin,
+                3,
+            )
+            .unwrap();
+        assert_eq!(decoder.take_skipped(), 1);
+        let mut types: Vec<String> = decoder
+            .finish_all()
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        types.sort();
+        assert_eq!(types, ["Observation", "Patient"]);
+    }
+
+    #[test]
+    fn local_files_keep_parameters_and_reject_other_types() {
+        let mut decoder = decoder();
+        let origin = LineOrigin {
+            file: "Patient.ndjson".into(),
+            expected_type: Some("Patient".into()),
+            skip_parameters: false,
+        };
+        let err = decoder.decode_line(PARAMETERS, &origin, 1).unwrap_err();
+        assert!(matches!(err, Rejection::TypeMismatch { .. }), "{err}");
+        assert_eq!(decoder.take_skipped(), 0);
     }
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod mock;
+
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -58,6 +60,9 @@ pub fn ingest(
         parquet: ParquetConfig::default(),
         partition_by: PartitionBy::ExportDate,
         max_rejected_fraction,
+        parallel_files: std::num::NonZeroUsize::MIN,
+        deleted: Vec::new(),
+        server_errors: Vec::new(),
     };
     let summary = pipeline::run(
         &warehouse,

@@ -1,0 +1,218 @@
+//! Configuration of the Bulk Data client.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthConfig;
+use crate::bulk::BulkError;
+
+/// Which `$export` operation is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportLevel {
+    /// `[base]/$export` (default).
+    #[default]
+    System,
+    /// `[base]/Patient/$export`.
+    Patient,
+    /// `[base]/Group/<group_id>/$export`.
+    Group,
+}
+
+/// HTTP method of the kick-off request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KickOffMethod {
+    /// `GET` with the parameters in the query string (default).
+    #[default]
+    Get,
+    /// `POST` with a FHIR `Parameters` resource as body.
+    Post,
+}
+
+fn default_parallel_downloads() -> usize {
+    4
+}
+fn default_poll_min_secs() -> f64 {
+    1.0
+}
+fn default_poll_max_secs() -> f64 {
+    300.0
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_retry_base_secs() -> f64 {
+    1.0
+}
+fn default_request_timeout_secs() -> f64 {
+    60.0
+}
+
+/// Bulk Data client configuration. Repeated values of `_type`, `_typeFilter`, `_elements` and
+/// `patient` are sent joined with commas (GET) or as repeated parameters (POST).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkConfig {
+    /// FHIR base URL, e.g. `https://ehr.example.org/fhir`. Required, no default.
+    pub base_url: String,
+    /// Export level: `system`, `patient` or `group`. Default: `system`.
+    #[serde(default)]
+    pub level: ExportLevel,
+    /// Group id, required when `level = "group"`. Default: none.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// Kick-off method, `GET` or `POST`. Default: `GET`.
+    #[serde(default)]
+    pub method: KickOffMethod,
+    /// Full kick-off URL overriding the one derived from `base_url` and `level` (for servers
+    /// such as 1upHealth whose export endpoint is `.../bulk-data/r4/$export`). Default: none.
+    #[serde(default)]
+    pub export_url: Option<String>,
+    /// `_type`: resource types to export. Default: empty (all types the server exports).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// `_since` of the first export of a source, before it has a checkpoint (a configured
+    /// start; later runs send the checkpoint instead). Default: none (a full export).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// `_until`: only resources changed before this instant. Default: none.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// `_typeFilter` queries such as `Observation?status=final`. Default: empty.
+    #[serde(default)]
+    pub type_filter: Vec<String>,
+    /// `_elements`: elements to include. Default: empty (all elements).
+    #[serde(default)]
+    pub elements: Vec<String>,
+    /// `patient`: references such as `Patient/123` limiting a patient or group export.
+    /// Default: empty.
+    #[serde(default)]
+    pub patient: Vec<String>,
+    /// How many files the caller downloads at once. Default: 4.
+    #[serde(default = "default_parallel_downloads")]
+    pub parallel_downloads: usize,
+    /// Shortest wait between two status polls, in seconds; also the lower clamp of
+    /// `Retry-After` and the first step of our own backoff. Default: 1.0. Tests lower it.
+    #[serde(default = "default_poll_min_secs")]
+    pub poll_min_secs: f64,
+    /// Longest wait for one status poll, in seconds; upper clamp of `Retry-After` and of the
+    /// backoff. Default: 300 (5 min).
+    #[serde(default = "default_poll_max_secs")]
+    pub poll_max_secs: f64,
+    /// How often a failed request (5xx, 429 on download, broken connection) is retried before
+    /// giving up. Default: 5.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First retry delay in seconds, doubled per attempt (with jitter) up to `poll_max_secs`.
+    /// Default: 1.0.
+    #[serde(default = "default_retry_base_secs")]
+    pub retry_base_secs: f64,
+    /// Send `DELETE` to the status URL after all files were downloaded. Default: false.
+    #[serde(default)]
+    pub delete_after_download: bool,
+    /// Timeout of one request in seconds (kick-off, poll, token; for file downloads it is the
+    /// longest silence between two chunks). Default: 60.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: f64,
+    /// Authentication. Default: `{ type = "none" }`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+impl BulkConfig {
+    /// A configuration with every field at its default and the given base URL.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        BulkConfig {
+            base_url: base_url.into(),
+            level: ExportLevel::default(),
+            group_id: None,
+            method: KickOffMethod::default(),
+            export_url: None,
+            types: Vec::new(),
+            since: None,
+            until: None,
+            type_filter: Vec::new(),
+            elements: Vec::new(),
+            patient: Vec::new(),
+            parallel_downloads: default_parallel_downloads(),
+            poll_min_secs: default_poll_min_secs(),
+            poll_max_secs: default_poll_max_secs(),
+            retries: default_retries(),
+            retry_base_secs: default_retry_base_secs(),
+            delete_after_download: false,
+            request_timeout_secs: default_request_timeout_secs(),
+            auth: AuthConfig::None,
+        }
+    }
+
+    /// Checks values that serde cannot (group id present, positive durations, parseable URL).
+    pub fn validate(&self) -> Result<(), BulkError> {
+        let bad = |m: &str| Err(BulkError::Config(m.to_owned()));
+        if reqwest::Url::parse(&self.base_url).is_err() {
+            return bad("base_url is not a valid absolute URL");
+        }
+        if let Some(u) = &self.export_url
+            && reqwest::Url::parse(u).is_err()
+        {
+            return bad("export_url is not a valid absolute URL");
+        }
+        if self.level == ExportLevel::Group
+            && self.group_id.as_deref().is_none_or(|g| g.trim().is_empty())
+        {
+            return bad("level = \"group\" needs group_id");
+        }
+        if self.level != ExportLevel::Group && self.group_id.is_some() {
+            return bad("group_id is only allowed with level = \"group\"");
+        }
+        for (name, v) in [
+            ("poll_min_secs", self.poll_min_secs),
+            ("poll_max_secs", self.poll_max_secs),
+            ("retry_base_secs", self.retry_base_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(BulkError::Config(format!(
+                    "{name} must be a positive number"
+                )));
+            }
+        }
+        if self.poll_max_secs < self.poll_min_secs {
+            return bad("poll_max_secs must not be below poll_min_secs");
+        }
+        if self.parallel_downloads == 0 {
+            return bad("parallel_downloads must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn poll_min(&self) -> Duration {
+        Duration::from_secs_f64(self.poll_min_secs)
+    }
+    pub(crate) fn poll_max(&self) -> Duration {
+        Duration::from_secs_f64(self.poll_max_secs)
+    }
+    pub(crate) fn retry_base(&self) -> Duration {
+        Duration::from_secs_f64(self.retry_base_secs)
+    }
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let c: BulkConfig = serde_json::from_str(r#"{"base_url":"http://x/fhir"}"#).expect("parse");
+        assert_eq!(c, BulkConfig::new("http://x/fhir"));
+        assert!(serde_json::from_str::<BulkConfig>(r#"{"base_url":"http://x","nope":1}"#).is_err());
+        let g: BulkConfig =
+            serde_json::from_str(r#"{"base_url":"http://x","level":"group","method":"POST"}"#)
+                .expect("parse");
+        assert!(g.validate().is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! FHIR Bulk Data Access (IG 2.0) client: kick-off, status polling, manifests, streaming
+//! downloads with resume, cancellation.
+//!
+//! This module only re-exports; see [`BulkClient`] for the entry point.
+
+mod client;
+mod config;
+mod download;
+mod error;
+mod manifest;
+mod retry;
+
+pub use client::{BulkClient, KickOff, PollProgress, PollStatus};
+pub use config::{BulkConfig, ExportLevel, KickOffMethod};
+pub use error::BulkError;
+pub use manifest::{DeletedResource, Manifest, ManifestFile, ManifestLink, outcome_messages};
+pub use retry::parse_retry_after;

@@ -1,0 +1,545 @@
+//! `fhir-ingest run` against an in-process mock Bulk Data server: incremental runs with
+//! checkpoints, crashes at every step of a run (`FHIR_INGEST_FAIL_AT`), an expired export
+//! on resume, and cancellation by SIGTERM.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    io::Write,
+    path::Path,
+    process::{Command, Output},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{body::Body, http::Response};
+use common::mock::{Ctx, Mock, Recorded, accepted, json, ndjson, status, with_headers};
+use fhir_ingest::{
+    state::{Checkpoint, SourceState},
+    warehouse::Warehouse,
+};
+use serde_json::json;
+
+const T1: &str = "2026-01-01T00:00:00.000Z";
+const T2: &str = "2026-01-02T00:00:00.000Z";
+
+/// What the mock server knows between requests.
+#[derive(Default)]
+struct ServerState {
+    /// `_since` of each kick-off, in order; the job id is the index.
+    kickoffs: Vec<Option<String>>,
+    /// Jobs that answer 404 (expired).
+    expired: HashSet<usize>,
+    /// Never complete (for the cancellation test).
+    never_complete: bool,
+    /// Answer the kick-off with the manifest at once (1upHealth).
+    synchronous: bool,
+    /// A file name that answers 500 (a server failing for good).
+    failing_file: Option<String>,
+    /// A file name whose body sends one line and then hangs.
+    hanging_file: Option<String>,
+}
+
+fn patient(id: &str, version: u32) -> String {
+    format!(
+        r#"{{"resourceType":"Patient","id":"{id}","meta":{{"versionId":"{version}","lastUpdated":"2026-01-0{version}T00:00:00Z"}},"gender":"female"}}"#
+    )
+}
+
+fn observation(id: &str) -> String {
+    format!(
+        r#"{{"resourceType":"Observation","id":"{id}","meta":{{"versionId":"1"}},"status":"final","code":{{"text":"hr"}},"valueQuantity":{{"value":72.0,"unit":"/min"}}}}"#
+    )
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// The files of the first (full) export and of the second (`_since` = T1).
+fn file_body(job_since: Option<&str>, name: &str) -> Option<Vec<u8>> {
+    let lines = |l: Vec<String>| Some((l.join("\n") + "\n").into_bytes());
+    match (job_since, name) {
+        (None, "Patient.ndjson") => lines(vec![patient("p1", 1), patient("p2", 1)]),
+        // organizeOutputBy=Patient: a Parameters header, then the patient's resources.
+        (None, "p3.ndjson") => lines(vec![
+            r#"{"resourceType":"Parameters","parameter":[{"name":"header","valueReference":{"reference":"Patient/p3"}}]}"#.into(),
+            patient("p3", 1),
+            observation("o3"),
+        ]),
+        // Plain gzip bytes (no Content-Encoding): sniffed by the reader.
+        (None, "Observation.ndjson") => Some(gzip(&format!(
+            "{}\n{}\n",
+            observation("o1"),
+            observation("o2")
+        ))),
+        (None, "errors.ndjson") => lines(vec![json!({"resourceType":"OperationOutcome","issue":[
+            {"severity":"error","code":"processing","diagnostics":"Could not export Observation/o9"}]})
+        .to_string()]),
+        (Some(T1), "Patient.ndjson") => lines(vec![patient("p1", 2), patient("p4", 2)]),
+        (Some(T1), "deleted.ndjson") => lines(vec![json!({"resourceType":"Bundle","type":"transaction",
+            "entry":[{"request":{"method":"DELETE","url":"Patient/p2"}}]})
+        .to_string()]),
+        _ => None,
+    }
+}
+
+fn manifest(base: &str, job: usize, since: Option<&str>) -> serde_json::Value {
+    let file =
+        |t: &str, name: &str| json!({"type": t, "url": format!("{base}/files/{job}/{name}")});
+    match since {
+        None => json!({
+            "transactionTime": T1, "request": format!("{base}/fhir/$export"),
+            "requiresAccessToken": true,
+            "output": [file("Patient", "Patient.ndjson"), file("Patient", "p3.ndjson"),
+                       file("Observation", "Observation.ndjson")],
+            "error": [file("OperationOutcome", "errors.ndjson")],
+        }),
+        Some(T1) => json!({
+            "transactionTime": T2, "request": format!("{base}/fhir/$export"),
+            "requiresAccessToken": true,
+            "output": [file("Patient", "Patient.ndjson")],
+            "error": [],
+            "deleted": [file("Bundle", "deleted.ndjson")],
+        }),
+        Some(_) => {
+            json!({"transactionTime": T2, "requiresAccessToken": true, "output": [], "error": []})
+        }
+    }
+}
+
+fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body> {
+    let mut state = state.lock().unwrap();
+    let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    match (req.method.as_str(), parts.as_slice()) {
+        ("GET", ["fhir", "$export"]) => {
+            if req.header("accept") != Some("application/fhir+json")
+                || req.header("prefer") != Some("respond-async")
+            {
+                return status(400);
+            }
+            let since = req.query.as_deref().and_then(|q| {
+                q.split('&')
+                    .find_map(|p| p.strip_prefix("_since="))
+                    .map(|v| v.replace("%3A", ":"))
+            });
+            state.kickoffs.push(since.clone());
+            let job = state.kickoffs.len() - 1;
+            if state.synchronous {
+                return json(200, manifest(&cx.base, job, since.as_deref()));
+            }
+            accepted(&format!("{}/status/{job}", cx.base))
+        }
+        (method, ["status", job]) => {
+            let job: usize = job.parse().unwrap();
+            if state.expired.contains(&job) || job >= state.kickoffs.len() {
+                return status(404);
+            }
+            if method == "DELETE" {
+                state.expired.insert(job);
+                return status(202);
+            }
+            if state.never_complete || cx.nth == 0 {
+                return with_headers(202, &[("x-progress", "collecting"), ("retry-after", "0")]);
+            }
+            json(200, manifest(&cx.base, job, state.kickoffs[job].as_deref()))
+        }
+        ("GET", ["files", job, name]) => {
+            let job: usize = job.parse().unwrap();
+            if state.expired.contains(&job) {
+                return status(404);
+            }
+            if state.failing_file.as_deref() == Some(*name) {
+                return status(500);
+            }
+            if state.hanging_file.as_deref() == Some(*name) {
+                let first = futures::stream::iter([Ok::<_, std::io::Error>(
+                    axum::body::Bytes::from(patient("p1", 1) + "\n"),
+                )]);
+                let hang = futures::stream::once(async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(axum::body::Bytes::new())
+                });
+                return ndjson(Body::from_stream(futures::StreamExt::chain(first, hang)));
+            }
+            match file_body(state.kickoffs[job].as_deref(), name) {
+                Some(body) => ndjson(body),
+                None => status(404),
+            }
+        }
+        _ => status(404),
+    }
+}
+
+/// A mock server, its state, and the runtime that serves it.
+struct Server {
+    mock: Mock,
+    state: Arc<Mutex<ServerState>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn server() -> Server {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = Arc::new(Mutex::new(ServerState::default()));
+    let shared = state.clone();
+    let mock = runtime.block_on(Mock::start(move |req, cx| handle(&shared, req, cx)));
+    Server {
+        mock,
+        state,
+        _runtime: runtime,
+    }
+}
+
+const BEARER: &str = "type = \"bearer\"\ntoken = { env = \"FHIR_INGEST_TEST_TOKEN\" }";
+
+fn write_config(dir: &Path, base: &str) -> std::path::PathBuf {
+    write_config_with_auth(dir, base, BEARER)
+}
+
+fn write_config_with_auth(dir: &Path, base: &str, auth: &str) -> std::path::PathBuf {
+    let path = dir.join("pipeline.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[warehouse]
+url = "wh"
+[decode]
+workers = 1
+[[sources]]
+name = "ehr"
+kind = "bulk"
+[sources.bulk]
+base_url = "{base}/fhir"
+parallel_downloads = 2
+poll_min_secs = 0.02
+poll_max_secs = 0.2
+retry_base_secs = 0.02
+retries = 2
+delete_after_download = true
+[sources.bulk.auth]
+{auth}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn run(config: &Path, fail_at: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"));
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
+        .env("FHIR_INGEST_TEST_ONEUP_ID", "oneup-id")
+        .env("FHIR_INGEST_TEST_ONEUP_SECRET", "s3cret-oneup")
+        .env_remove(fhir_ingest::failpoint::ENV);
+    if let Some(point) = fail_at {
+        command.env(fhir_ingest::failpoint::ENV, point);
+    }
+    command.output().unwrap()
+}
+
+fn assert_ok(output: &Output) {
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{:?}\nstdout: {}\nstderr: {text}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(!text.contains("s3cret"), "secret in the log: {text}");
+}
+
+/// Every committed resource as (type, id, versionId) with how often it is there.
+fn committed(root: &Path) -> BTreeMap<(String, String, String), usize> {
+    let warehouse = Warehouse::open_local(root).unwrap();
+    let mut counts = BTreeMap::new();
+    for row in common::rebuild_all(&warehouse) {
+        let r = &row.resource;
+        let key = (
+            r["resourceType"].as_str().unwrap().to_owned(),
+            r["id"].as_str().unwrap().to_owned(),
+            r["meta"]["versionId"].as_str().unwrap().to_owned(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+fn checkpoint(root: &Path) -> (u64, Option<Checkpoint>) {
+    let warehouse = Warehouse::open_local(root).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(SourceState::new(warehouse.store(), "ehr").checkpoint())
+        .unwrap()
+}
+
+fn expected_after_two_runs() -> BTreeMap<(String, String, String), usize> {
+    [
+        ("Patient", "p1", "1"),
+        ("Patient", "p2", "1"),
+        ("Patient", "p3", "1"),
+        ("Observation", "o1", "1"),
+        ("Observation", "o2", "1"),
+        ("Observation", "o3", "1"),
+        ("Patient", "p1", "2"),
+        ("Patient", "p4", "2"),
+    ]
+    .into_iter()
+    .map(|(t, i, v)| ((t.into(), i.into(), v.into()), 1))
+    .collect()
+}
+
+#[test]
+fn full_then_incremental_export_with_checkpoint() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let root = dir.path().join("wh");
+
+    let first = run(&config, None);
+    assert_ok(&first);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stderr.contains("collecting"), "X-Progress shown: {stderr}");
+    assert!(
+        stderr.contains("Could not export Observation/o9"),
+        "{stderr}"
+    );
+    assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T1);
+
+    let second = run(&config, None);
+    assert_ok(&second);
+    let (seq, current) = checkpoint(&root);
+    assert_eq!((seq, current.unwrap().transaction_time.as_str()), (2, T2));
+    assert_eq!(committed(&root), expected_after_two_runs());
+
+    let warehouse = Warehouse::open_local(&root).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut runs = runtime.block_on(warehouse.committed_runs()).unwrap();
+    // Run ids of one second do not sort by time; transaction times do.
+    runs.sort_by(|a, b| a.transaction_time.cmp(&b.transaction_time));
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].transaction_time.as_deref(), Some(T1));
+    assert_eq!(runs[0].input.skipped, 1, "the Parameters header line");
+    assert_eq!(runs[0].rejected.lines, 0, "{:?}", runs[0].rejected);
+    assert_eq!(
+        runs[0].server_errors,
+        ["error (processing): Could not export Observation/o9"]
+    );
+    assert_eq!(runs[1].deleted.len(), 1);
+    assert_eq!(
+        (
+            runs[1].deleted[0].resource_type.as_str(),
+            runs[1].deleted[0].id.as_str()
+        ),
+        ("Patient", "p2")
+    );
+
+    let state = server.state.lock().unwrap();
+    assert_eq!(state.kickoffs, [None, Some(T1.to_owned())]);
+    // delete_after_download: both exports were deleted on the server.
+    assert_eq!(server.mock.requests_to("DELETE", "/status/0").len(), 1);
+    assert_eq!(server.mock.requests_to("DELETE", "/status/1").len(), 1);
+    // The bearer token went with every request to the server.
+    for request in server.mock.requests() {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer s3cret-token"),
+            "{}",
+            request.path
+        );
+    }
+}
+
+/// Crash at each point of the first run, rerun, then run the incremental export: every
+/// resource is committed exactly once and the checkpoint is the second export's.
+#[test]
+fn a_crash_at_any_point_then_a_rerun_gives_every_resource_once() {
+    for point in [
+        "after-kick-off",
+        "during-download",
+        "after-data-files",
+        "after-commit",
+        "after-checkpoint",
+    ] {
+        let server = server();
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), &server.mock.base);
+        let root = dir.path().join("wh");
+
+        let crashed = run(&config, Some(point));
+        assert_eq!(
+            crashed.status.code(),
+            Some(fhir_ingest::failpoint::EXIT_STATUS),
+            "{point}: {}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+        assert_ok(&run(&config, None));
+        assert_ok(&run(&config, None));
+
+        assert_eq!(committed(&root), expected_after_two_runs(), "{point}");
+        let (_, current) = checkpoint(&root);
+        assert_eq!(current.unwrap().transaction_time, T2, "{point}");
+        let kickoffs = server.state.lock().unwrap().kickoffs.clone();
+        // The crashed export was resumed (or already committed), never asked for again;
+        // after a crash past the commit, the second run is already the incremental one.
+        assert_eq!(kickoffs[..2], [None, Some(T1.to_owned())], "{point}");
+        assert_eq!(
+            kickoffs.iter().filter(|k| k.is_none()).count(),
+            1,
+            "{point}"
+        );
+        assert!(
+            !root.join("_state/ehr/in-flight.json").exists(),
+            "{point}: in-flight left"
+        );
+    }
+}
+
+#[test]
+fn an_expired_export_on_resume_is_reported_and_a_new_one_started() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let root = dir.path().join("wh");
+    let crashed = run(&config, Some("after-kick-off"));
+    assert_eq!(
+        crashed.status.code(),
+        Some(fhir_ingest::failpoint::EXIT_STATUS)
+    );
+    server.state.lock().unwrap().expired.insert(0);
+
+    let rerun = run(&config, None);
+    assert_ok(&rerun);
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(stderr.contains("no longer exists"), "{stderr}");
+    assert_eq!(server.state.lock().unwrap().kickoffs, [None, None]);
+    assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T1);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_while_polling_cancels_the_export_and_keeps_the_checkpoint() {
+    let server = server();
+    server.state.lock().unwrap().never_complete = true;
+    sigterm_when(&server, "GET", "/status/0", 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_while_downloading_cancels_the_export_and_keeps_the_checkpoint() {
+    let server = server();
+    server.state.lock().unwrap().hanging_file = Some("Patient.ndjson".into());
+    sigterm_when(&server, "GET", "/files/0/Patient.ndjson", 1);
+}
+
+/// Runs the binary, sends SIGTERM once `path` got `requests` requests, and checks the
+/// export was cancelled on the server with nothing committed.
+#[cfg(unix)]
+fn sigterm_when(server: &Server, method: &str, path: &str, requests: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let root = dir.path().join("wh");
+    let child = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
+        .env_remove(fhir_ingest::failpoint::ENV)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while server.mock.requests_to(method, path).len() < requests {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no request to {path}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(server.mock.requests_to("DELETE", "/status/0").len(), 1);
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(committed(&root).is_empty());
+    assert!(!root.join("_state/ehr/in-flight.json").exists());
+}
+
+/// Regression: a file that cannot be downloaded must fail the run (nothing committed,
+/// checkpoint unchanged), not commit the lines before the failure.
+#[test]
+fn a_download_failing_for_good_commits_nothing_and_the_rerun_resumes() {
+    let server = server();
+    server.state.lock().unwrap().failing_file = Some("Observation.ndjson".into());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let root = dir.path().join("wh");
+
+    let failed = run(&config, None);
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("Observation.ndjson") && stderr.contains("500"),
+        "{stderr}"
+    );
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(committed(&root).is_empty());
+    assert!(root.join("_state/ehr/in-flight.json").exists());
+
+    server.state.lock().unwrap().failing_file = None;
+    assert_ok(&run(&config, None));
+    assert_eq!(server.state.lock().unwrap().kickoffs, [None]);
+    assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T1);
+    assert_eq!(committed(&root).len(), 6);
+}
+
+/// 1upHealth: the kick-off answers with the manifest at once; the client headers go with
+/// the kick-off and every download.
+#[test]
+fn synchronous_export_with_oneup_client_headers() {
+    let server = server();
+    server.state.lock().unwrap().synchronous = true;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = "type = \"oneup\"\nclient_id = { env = \"FHIR_INGEST_TEST_ONEUP_ID\" }\n\
+                client_secret = { env = \"FHIR_INGEST_TEST_ONEUP_SECRET\" }";
+    let config = write_config_with_auth(dir.path(), &server.mock.base, auth);
+    let root = dir.path().join("wh");
+    let first = run(&config, None);
+    assert_ok(&first);
+    assert!(!String::from_utf8_lossy(&first.stderr).contains("s3cret-oneup"));
+    assert_ok(&run(&config, None));
+    assert_eq!(committed(&root), expected_after_two_runs());
+    assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T2);
+    assert!(server.mock.requests_to("GET", "/status/0").is_empty());
+    for request in server.mock.requests() {
+        assert_eq!(
+            request.header("client_id"),
+            Some("oneup-id"),
+            "{}",
+            request.path
+        );
+        assert_eq!(request.header("client_secret"), Some("s3cret-oneup"));
+        assert_eq!(request.header("x-oneup-user-id"), Some("client"));
+        assert_eq!(request.header("authorization"), None);
+    }
+}
