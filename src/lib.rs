@@ -7,10 +7,13 @@
 //! - [`decode`]: NDJSON lines to Arrow record batches through simd-json's tape;
 //! - [`input`]: files on disk (plain or gzip) as bounded chunks of whole lines;
 //! - [`sink`]: Parquet files written through `object_store`, and the quarantine;
-//! - [`warehouse`]: the layout of the warehouse and the run manifests that commit runs;
+//! - [`warehouse`]: local or object-store warehouses, their layout and the commit protocol;
 //! - [`pipeline`]: one run, wiring input, decoders and writers with bounded channels;
-//! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost).
+//! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost);
+//! - [`status`]: what a warehouse holds by the reader's rule, and cleanup of leftovers;
+//! - [`compact`]: small files of a table rewritten into larger ones, as a committed run.
 
+pub mod compact;
 pub mod config;
 pub mod decode;
 pub mod input;
@@ -18,4 +21,5 @@ pub mod pipeline;
 pub mod rebuild;
 pub mod schema;
 pub mod sink;
+pub mod status;
 pub mod warehouse;
