@@ -329,6 +329,9 @@ mod tests {
         let keys: Vec<_> = partitions.keys().cloned().collect();
         assert_eq!(keys, [None, Some("d=1".to_string())]);
         assert_eq!(partitions[&Some("d=1".to_string())].len(), 2);
-        assert_eq!(partition_of("P/d=1/e=2/a.parquet").as_deref(), Some("d=1/e=2"));
+        assert_eq!(
+            partition_of("P/d=1/e=2/a.parquet").as_deref(),
+            Some("d=1/e=2")
+        );
     }
 }

@@ -488,8 +488,8 @@ impl Config {
             key: key.into(),
             reason,
         };
-        let warehouse =
-            validate_warehouse(&raw.warehouse, base).map_err(|(key, reason)| invalid(key, reason))?;
+        let warehouse = validate_warehouse(&raw.warehouse, base)
+            .map_err(|(key, reason)| invalid(key, reason))?;
         let fraction = raw.quarantine.max_rejected_fraction;
         if !(0.0..=1.0).contains(&fraction) {
             return Err(invalid(
@@ -639,7 +639,10 @@ fn parse_location(url: &str, base: &Path) -> Result<WarehouseLocation, String> {
     };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() || bucket.contains(['?', '#', '@']) {
-        return Err(format!("{url:?}: expected {}://bucket/prefix", scheme.as_str()));
+        return Err(format!(
+            "{url:?}: expected {}://bucket/prefix",
+            scheme.as_str()
+        ));
     }
     Ok(WarehouseLocation::Remote {
         scheme,
@@ -722,7 +725,10 @@ mod tests {
         };
         for (url, expected) in [
             ("wh", WarehouseLocation::Local("/etc/fi/wh".into())),
-            ("file:///data/wh", WarehouseLocation::Local("/data/wh".into())),
+            (
+                "file:///data/wh",
+                WarehouseLocation::Local("/data/wh".into()),
+            ),
             ("s3://b/p/q/", remote(RemoteScheme::S3, "b", "p/q")),
             ("s3://b", remote(RemoteScheme::S3, "b", "")),
             ("gs://b/p", remote(RemoteScheme::Gcs, "b", "p")),

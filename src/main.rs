@@ -256,10 +256,16 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             let plan = runtime.block_on(status::cleanup(&warehouse, unix_now(), grace, yes))?;
             let verb = if yes { "deleted" } else { "would delete" };
             for leftover in &plan.staged {
-                println!("{verb} staged   {} ({} bytes)", leftover.path, leftover.bytes);
+                println!(
+                    "{verb} staged   {} ({} bytes)",
+                    leftover.path, leftover.bytes
+                );
             }
             for leftover in &plan.replaced {
-                println!("{verb} replaced {} ({} bytes)", leftover.path, leftover.bytes);
+                println!(
+                    "{verb} replaced {} ({} bytes)",
+                    leftover.path, leftover.bytes
+                );
             }
             println!(
                 "{verb} {} staged and {} replaced files older than {grace_hours} h{}",

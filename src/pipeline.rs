@@ -229,8 +229,13 @@ pub fn run(
         }
 
         let quarantine = Warehouse::quarantine_file(&run_id, &attempt);
-        let collected =
-            collect_reports(report_rx, store.clone(), quarantine, runtime.clone(), progress);
+        let collected = collect_reports(
+            report_rx,
+            store.clone(),
+            quarantine,
+            runtime.clone(),
+            progress,
+        );
 
         let read_result = reader
             .join()
@@ -699,7 +704,13 @@ pub fn new_attempt() -> String {
 /// `20260102T030405Z-0123456789abcdef`.
 pub fn export_run_id(source: &str, transaction_time: &str) -> String {
     let micros = temporal::parse_micros(transaction_time);
-    let hash = fnv1a(&[source.as_bytes(), b"\n", &micros.unwrap_or(i64::MIN).to_le_bytes(), b"\n", transaction_time.as_bytes()]);
+    let hash = fnv1a(&[
+        source.as_bytes(),
+        b"\n",
+        &micros.unwrap_or(i64::MIN).to_le_bytes(),
+        b"\n",
+        transaction_time.as_bytes(),
+    ]);
     match micros {
         Some(micros) => {
             let secs = micros.div_euclid(1_000_000);

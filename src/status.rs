@@ -135,7 +135,7 @@ pub async fn status(warehouse: &Warehouse, now: i64) -> Result<Status, StatusErr
             classify_quarantine(path, &commit_times, &mut status.quarantine);
             continue;
         }
-        if top.starts_with('_') || !path.ends_with(".parquet") {
+        if !is_data_file(path) {
             continue;
         }
         let leftover = |age_from: i64| Leftover {
@@ -147,7 +147,9 @@ pub async fn status(warehouse: &Warehouse, now: i64) -> Result<Status, StatusErr
         if let Some(at) = replaced_at.get(path) {
             status.replaced.push(leftover(*at));
         } else if !listed.contains(path) {
-            status.staged.push(leftover(object.last_modified.timestamp()));
+            status
+                .staged
+                .push(leftover(object.last_modified.timestamp()));
         }
     }
     Ok(status)
@@ -187,6 +189,18 @@ fn classify_quarantine(path: &str, committed: &BTreeMap<String, i64>, out: &mut 
     } else {
         out.uncommitted_files += 1;
     }
+}
+
+/// Whether `path` is laid out as a data file of this warehouse:
+/// `<ResourceType>/[<partition>/]part-<run id>-<attempt>-<n>.parquet`. Anything else (a
+/// nested warehouse under the same prefix, files of other tools) is never touched.
+fn is_data_file(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    let table = parts[0];
+    (2..=3).contains(&parts.len())
+        && table.starts_with(|c: char| c.is_ascii_uppercase())
+        && table.chars().all(|c| c.is_ascii_alphanumeric())
+        && run_id_of(path).is_some()
 }
 
 /// The run id in a data file name `part-<run id>-<attempt>-<nnnn>.parquet`.
@@ -282,5 +296,14 @@ mod tests {
             Some("compact-00ff")
         );
         assert_eq!(run_id_of("T/other.parquet"), None);
+        assert!(is_data_file(
+            "Patient/export_date=x/part-r-1-a-0000.parquet"
+        ));
+        assert!(is_data_file("Patient/part-r-1-a-0000.parquet"));
+        assert!(!is_data_file(
+            "prod/Patient/export_date=x/part-r-1-a-0000.parquet"
+        ));
+        assert!(!is_data_file("_runs/part-r-1-a-0000.parquet"));
+        assert!(!is_data_file("Patient/x/y/part-r-1-a-0000.parquet"));
     }
 }

@@ -62,16 +62,16 @@ pub enum WarehouseError {
         reason: String,
     },
     /// The healthcheck failed: the store is not usable as configured.
-    #[error("warehouse {root} is not usable: {problem}; {hint} ({source})")]
+    #[error("warehouse {root} is not usable: {problem} ({detail}); {hint}")]
     Unusable {
         /// The root.
         root: String,
         /// What went wrong, in words.
-        problem: String,
+        problem: &'static str,
+        /// The store's answer, shortened (HTTP status, S3 error code, or the cause).
+        detail: String,
         /// What to check.
         hint: &'static str,
-        /// The store's error.
-        source: object_store::Error,
     },
     /// A store operation failed.
     #[error("warehouse {path}: {source}")]
@@ -188,13 +188,14 @@ impl Warehouse {
     /// lists `_runs/`, puts a probe object and deletes it. Wrong credentials, a missing
     /// bucket or an unreachable endpoint fail here with what to check.
     pub async fn healthcheck(&self) -> Result<(), WarehouseError> {
-        let unusable = |source: object_store::Error| {
-            let (problem, hint) = diagnose(&source);
+        let unusable = |error: object_store::Error| {
+            let text = error_chain(&error);
+            let (problem, hint) = diagnose(&error, &text);
             WarehouseError::Unusable {
                 root: self.root.clone(),
                 problem,
+                detail: short_detail(&text),
                 hint,
-                source,
             }
         };
         self.probe
@@ -203,7 +204,10 @@ impl Warehouse {
             .map_err(unusable)?;
         let probe = Path::from(format!("{PROBE_DIR}/{}.txt", crate::pipeline::new_run_id()));
         self.probe
-            .put(&probe, PutPayload::from_static(b"fhir-ingest healthcheck\n"))
+            .put(
+                &probe,
+                PutPayload::from_static(b"fhir-ingest healthcheck\n"),
+            )
             .await
             .map_err(unusable)?;
         self.probe.delete(&probe).await.map_err(unusable)?;
@@ -227,7 +231,9 @@ impl Warehouse {
 
     /// Path of the quarantine file of an attempt of a run.
     pub fn quarantine_file(run_id: &str, attempt: &str) -> Path {
-        Path::from(format!("{QUARANTINE_DIR}/{run_id}/rejected-{attempt}.ndjson"))
+        Path::from(format!(
+            "{QUARANTINE_DIR}/{run_id}/rejected-{attempt}.ndjson"
+        ))
     }
 
     /// Path of a run's manifest.
@@ -252,11 +258,10 @@ impl Warehouse {
     /// one run id, exactly one succeeds; the other gets [`WarehouseError::AlreadyCommitted`].
     pub async fn commit(&self, manifest: &RunManifest) -> Result<Path, WarehouseError> {
         let path = Self::manifest_path(&manifest.run_id);
-        let body =
-            serde_json::to_vec_pretty(manifest).map_err(|e| WarehouseError::Manifest {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
+        let body = serde_json::to_vec_pretty(manifest).map_err(|e| WarehouseError::Manifest {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
         let options = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -267,12 +272,13 @@ impl Warehouse {
             .await
         {
             Ok(_) => Ok(path),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                Err(WarehouseError::AlreadyCommitted {
-                    run_id: manifest.run_id.clone(),
-                    path: path.to_string(),
-                })
-            }
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Err(WarehouseError::AlreadyCommitted {
+                run_id: manifest.run_id.clone(),
+                path: path.to_string(),
+            }),
             Err(source) => Err(WarehouseError::Store {
                 path: path.to_string(),
                 source,
@@ -296,15 +302,15 @@ impl Warehouse {
         &self,
     ) -> Result<Vec<(RunManifest, i64)>, WarehouseError> {
         let prefix = Path::from(RUNS_DIR);
-        let mut objects: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| WarehouseError::Store {
-                path: prefix.to_string(),
-                source,
-            })?;
+        let mut objects: Vec<_> =
+            self.store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|source| WarehouseError::Store {
+                    path: prefix.to_string(),
+                    source,
+                })?;
         objects.retain(|o| o.location.as_ref().ends_with(".json"));
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         // Manifests are small: read a few at a time.
@@ -371,7 +377,10 @@ impl Snapshot {
                     .iter()
                     .filter(|f| !self.replaced.contains(&f.path))
                     .cloned();
-                tables.entry(resource_type.clone()).or_default().extend(live);
+                tables
+                    .entry(resource_type.clone())
+                    .or_default()
+                    .extend(live);
             }
         }
         tables.retain(|_, files| !files.is_empty());
@@ -403,17 +412,17 @@ fn remote_store<C: HttpConnector + Clone>(
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry)
-                .with_config(
-                    AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                    timeout,
-                )
+                .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), timeout)
                 .with_config(
                     AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
                     "5s",
                 );
             if let Some(region) = &options.region {
                 builder = builder.with_region(region);
-            } else if builder.get_config_value(&AmazonS3ConfigKey::Region).is_none() {
+            } else if builder
+                .get_config_value(&AmazonS3ConfigKey::Region)
+                .is_none()
+            {
                 builder = builder.with_region("us-east-1");
             }
             if let Some(endpoint) = &options.endpoint {
@@ -484,43 +493,73 @@ fn retry_config(options: &StoreOptions) -> RetryConfig {
     }
 }
 
+/// An error and all its causes, as one text.
+fn error_chain(error: &object_store::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The gist of a store error: the S3-style error code and HTTP status, or the innermost
+/// cause (`Connection refused`).
+fn short_detail(text: &str) -> String {
+    let between = |start: &str, end: &str| {
+        let from = text.find(start)? + start.len();
+        let len = text[from..].find(end)?;
+        Some(text[from..from + len].to_owned())
+    };
+    let status = between("status code: ", ":");
+    match (status, between("<Code>", "</Code>")) {
+        (Some(status), Some(code)) => format!("HTTP {status}, {code}"),
+        (Some(status), None) => format!("HTTP {status}"),
+        (None, Some(code)) => code,
+        (None, None) => text.rsplit(": ").next().unwrap_or(text).to_owned(),
+    }
+}
+
+const CREDENTIALS_HINT: &str = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the role / instance profile) and the bucket policy";
+
 /// What a healthcheck failure means, and what to check.
-fn diagnose(error: &object_store::Error) -> (String, &'static str) {
+fn diagnose(error: &object_store::Error, text: &str) -> (&'static str, &'static str) {
     use object_store::Error as E;
-    let text = error.to_string();
     let says = |words: &[&str]| words.iter().any(|w| text.contains(w));
     match error {
-        _ if says(&["NoSuchBucket", "bucket does not exist", "ContainerNotFound"]) => (
-            "the bucket does not exist".into(),
+        _ if says(&["NoSuchBucket", "ContainerNotFound"]) => (
+            "the bucket does not exist",
             "create it, or check the bucket name in warehouse.url and warehouse.endpoint / warehouse.region",
         ),
-        E::Unauthenticated { .. } | E::PermissionDenied { .. } => (
-            "the store refused the credentials".into(),
-            "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the role / instance profile) and the bucket policy",
-        ),
+        E::Unauthenticated { .. } | E::PermissionDenied { .. } => {
+            ("the store refused the credentials", CREDENTIALS_HINT)
+        }
         _ if says(&[
             "InvalidAccessKeyId",
             "SignatureDoesNotMatch",
             "AccessDenied",
-            "403",
-            "401",
+            "403 Forbidden",
+            "401 Unauthorized",
         ]) =>
         {
-            (
-                "the store refused the credentials".into(),
-                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the role / instance profile) and the bucket policy",
-            )
+            ("the store refused the credentials", CREDENTIALS_HINT)
         }
+        _ if says(&["URL scheme is not allowed"]) => (
+            "the endpoint is plain http://, which is not allowed",
+            "use https://, or set warehouse.allow_http = true (or AWS_ALLOW_HTTP=true) for a local test store",
+        ),
         E::NotFound { .. } => (
-            "the bucket or prefix was not found".into(),
+            "the bucket or prefix was not found",
             "create the bucket, or check warehouse.url and warehouse.endpoint / warehouse.region",
         ),
-        _ if says(&["connect", "dns", "Connection refused", "timed out"]) => (
-            "the endpoint cannot be reached".into(),
-            "check warehouse.endpoint / AWS_ENDPOINT_URL, the network and warehouse.allow_http",
+        _ if says(&["error sending request", "Connect", "dns error", "timed out"]) => (
+            "the endpoint cannot be reached",
+            "check warehouse.endpoint / AWS_ENDPOINT_URL, the network, and warehouse.allow_http for http:// endpoints",
         ),
         _ => (
-            "a probe request failed".into(),
+            "a probe request failed",
             "check warehouse.url, the endpoint and the credentials",
         ),
     }
@@ -678,6 +717,19 @@ mod tests {
         assert!(manifest.replaces.is_empty());
     }
 
+    #[test]
+    fn store_errors_are_shortened() {
+        let text = "Generic S3 error: Error performing GET http://h/b in 14ms - Server returned non-2xx status code: 403 Forbidden: <?xml?><Error><Code>SignatureDoesNotMatch</Code></Error>";
+        assert_eq!(
+            short_detail(text),
+            "HTTP 403 Forbidden, SignatureDoesNotMatch"
+        );
+        assert_eq!(
+            short_detail("a: b: tcp connect error: Connection refused (os error 111)"),
+            "Connection refused (os error 111)"
+        );
+    }
+
     #[tokio::test]
     async fn second_commit_of_a_run_id_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -686,7 +738,10 @@ mod tests {
         let manifest = run("r1", &["x"], &[]);
         warehouse.commit(&manifest).await.unwrap();
         let err = warehouse.commit(&manifest).await.unwrap_err();
-        assert!(matches!(err, WarehouseError::AlreadyCommitted { .. }), "{err}");
+        assert!(
+            matches!(err, WarehouseError::AlreadyCommitted { .. }),
+            "{err}"
+        );
         assert_eq!(warehouse.committed_run("r1").await.unwrap(), Some(manifest));
         assert_eq!(warehouse.committed_run("r2").await.unwrap(), None);
     }

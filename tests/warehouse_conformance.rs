@@ -50,11 +50,21 @@ fn a_full_run_is_read_back_whole() {
         let warehouse = backend.open();
         let summary = ingest_into(&warehouse, &[sample_dir()], Some(EXPORT)).unwrap();
         assert_eq!(summary.outcome, Outcome::Complete, "{}", backend.name);
-        assert_eq!(rebuild_all(&warehouse).len(), SAMPLE_ROWS, "{}", backend.name);
+        assert_eq!(
+            rebuild_all(&warehouse).len(),
+            SAMPLE_ROWS,
+            "{}",
+            backend.name
+        );
         let status = state(&warehouse);
         assert_eq!(status.sources["test"].runs, 1);
         assert_eq!(status.sources["test"].rows, SAMPLE_ROWS as u64);
-        assert!(status.staged.is_empty(), "{}: {:?}", backend.name, status.staged);
+        assert!(
+            status.staged.is_empty(),
+            "{}: {:?}",
+            backend.name,
+            status.staged
+        );
     }
 }
 
@@ -71,7 +81,12 @@ fn a_rerun_of_a_committed_export_writes_nothing() {
         assert_eq!(again.outcome, Outcome::AlreadyCommitted, "{}", backend.name);
         assert_eq!(again.manifest.run_id, first.manifest.run_id);
         assert_eq!(state(&warehouse).tables, objects_before);
-        assert_eq!(rebuild_all(&warehouse).len(), SAMPLE_ROWS, "{}", backend.name);
+        assert_eq!(
+            rebuild_all(&warehouse).len(),
+            SAMPLE_ROWS,
+            "{}",
+            backend.name
+        );
         // Another export of the same source is a new run.
         let other = ingest_into(&warehouse, &[sample_dir()], Some("2026-01-03T00:00:00Z")).unwrap();
         assert_eq!(other.outcome, Outcome::Complete);
@@ -91,7 +106,10 @@ fn a_crash_between_data_and_manifest_then_a_rerun_commits_once() {
             warehouse.root().into(),
         );
         let err = ingest_into(&crashing, &[sample_dir()], Some(EXPORT)).unwrap_err();
-        assert!(matches!(err, PipelineError::Warehouse(WarehouseError::Store { .. })), "{err}");
+        assert!(
+            matches!(err, PipelineError::Warehouse(WarehouseError::Store { .. })),
+            "{err}"
+        );
         // Nothing committed: readers see nothing; the data files are staged leftovers.
         assert!(rebuild_all(&warehouse).is_empty(), "{}", backend.name);
         let staged = state(&warehouse).staged;
@@ -100,8 +118,16 @@ fn a_crash_between_data_and_manifest_then_a_rerun_commits_once() {
 
         let rerun = ingest_into(&warehouse, &[sample_dir()], Some(EXPORT)).unwrap();
         assert_eq!(rerun.outcome, Outcome::Complete, "{}", backend.name);
-        assert_eq!(rerun.manifest.run_id, crashed_run, "same export, same run id");
-        assert_eq!(rebuild_all(&warehouse).len(), SAMPLE_ROWS, "{}: no duplicate", backend.name);
+        assert_eq!(
+            rerun.manifest.run_id, crashed_run,
+            "same export, same run id"
+        );
+        assert_eq!(
+            rebuild_all(&warehouse).len(),
+            SAMPLE_ROWS,
+            "{}: no duplicate",
+            backend.name
+        );
 
         // Cleanup: a dry run deletes nothing; then staged files go, committed ones stay.
         let dry = runtime()
@@ -112,12 +138,20 @@ fn a_crash_between_data_and_manifest_then_a_rerun_commits_once() {
         let young = runtime()
             .block_on(status::cleanup(&warehouse, now(), 3600, true))
             .unwrap();
-        assert!(young.staged.is_empty(), "the grace period protects young files");
+        assert!(
+            young.staged.is_empty(),
+            "the grace period protects young files"
+        );
         runtime()
             .block_on(status::cleanup(&warehouse, now(), 0, true))
             .unwrap();
         assert!(state(&warehouse).staged.is_empty(), "{}", backend.name);
-        assert_eq!(rebuild_all(&warehouse).len(), SAMPLE_ROWS, "{}", backend.name);
+        assert_eq!(
+            rebuild_all(&warehouse).len(),
+            SAMPLE_ROWS,
+            "{}",
+            backend.name
+        );
     }
 }
 
@@ -133,13 +167,26 @@ fn a_crash_while_writing_data_commits_nothing() {
             warehouse.root().into(),
         );
         let result = ingest_into(&crashing, &[sample_dir()], Some(EXPORT));
-        assert!(result.is_err(), "{:?}", result.map(|s| (s.outcome, s.manifest)));
+        assert!(
+            result.is_err(),
+            "{:?}",
+            result.map(|s| (s.outcome, s.manifest))
+        );
         let status = state(&warehouse);
-        assert!(status.sources.is_empty(), "{}: nothing committed", backend.name);
+        assert!(
+            status.sources.is_empty(),
+            "{}: nothing committed",
+            backend.name
+        );
         assert!(rebuild_all(&warehouse).is_empty());
         let rerun = ingest_into(&warehouse, &[sample_dir()], Some(EXPORT)).unwrap();
         assert_eq!(rerun.outcome, Outcome::Complete);
-        assert_eq!(rebuild_all(&warehouse).len(), SAMPLE_ROWS, "{}", backend.name);
+        assert_eq!(
+            rebuild_all(&warehouse).len(),
+            SAMPLE_ROWS,
+            "{}",
+            backend.name
+        );
     }
 }
 
@@ -168,7 +215,12 @@ fn two_ingesters_racing_on_one_export_commit_it_once() {
                 .any(|o| matches!(o, Outcome::CommittedByAnother | Outcome::AlreadyCommitted)),
             "{outcomes:?}"
         );
-        assert_eq!(rebuild_all(&warehouse).len(), SAMPLE_ROWS, "{}", backend.name);
+        assert_eq!(
+            rebuild_all(&warehouse).len(),
+            SAMPLE_ROWS,
+            "{}",
+            backend.name
+        );
         assert_eq!(state(&warehouse).sources["test"].runs, 1);
     }
 }
@@ -213,7 +265,10 @@ fn compaction_keeps_every_row_and_readers_skip_replaced_files() {
         )
         .unwrap();
         let Compacted::Committed {
-            replaced, written, rows, ..
+            replaced,
+            written,
+            rows,
+            ..
         } = result
         else {
             panic!("{}: {result:?}", backend.name)
@@ -248,7 +303,8 @@ fn compaction_keeps_every_row_and_readers_skip_replaced_files() {
 fn throttling_and_server_errors_are_retried() {
     for backend in backends("flaky").into_iter().filter(|b| b.name == "s3") {
         let connector = common::faults::FlakyConnector::new(4);
-        let warehouse = Warehouse::open_with_connector(&backend.config, Some(connector.clone())).unwrap();
+        let warehouse =
+            Warehouse::open_with_connector(&backend.config, Some(connector.clone())).unwrap();
         runtime().block_on(warehouse.healthcheck()).unwrap();
         let summary = ingest_into(&warehouse, &[sample_dir()], Some(EXPORT)).unwrap();
         assert_eq!(summary.outcome, Outcome::Complete);

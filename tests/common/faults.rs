@@ -33,7 +33,11 @@ pub struct FailingStore {
 
 impl fmt::Display for FailingStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FailingStore({}, fails {})", self.inner, self.fail_prefix)
+        write!(
+            f,
+            "FailingStore({}, fails {})",
+            self.inner, self.fail_prefix
+        )
     }
 }
 
@@ -51,7 +55,12 @@ impl FailingStore {
 
 #[async_trait]
 impl ObjectStore for FailingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         self.check(location)?;
         self.inner.put_opts(location, payload, opts).await
     }
@@ -134,7 +143,10 @@ impl HttpService for FlakyService {
         if n % self.connector.every == 0 {
             let k = self.connector.injected.fetch_add(1, Ordering::SeqCst);
             let (status, body) = if k % 2 == 0 {
-                (503, "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>")
+                (
+                    503,
+                    "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+                )
             } else {
                 (429, "<Error><Code>TooManyRequests</Code></Error>")
             };
