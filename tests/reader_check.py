@@ -62,6 +62,21 @@ def input_counts(dirs):
     return counts
 
 
+def duckdb_recipe_count(con, root, table):
+    """Rows of `table` read by the DuckDB recipe of docs/commit-protocol.md (SQL only)."""
+    con.execute(f"""
+        SET VARIABLE committed_files = (
+          WITH manifests AS (SELECT content::JSON AS m FROM read_text('{root}/_runs/*.json')),
+          listed   AS (SELECT unnest(json_extract_string(m, '$.tables.{table}.files[*].path')) AS path FROM manifests),
+          replaced AS (SELECT unnest(json_extract_string(m, '$.replaces[*]')) AS path FROM manifests)
+          SELECT list('{root}/' || path ORDER BY path) FROM listed
+          WHERE path NOT IN (SELECT path FROM replaced)
+        )""").fetchall()
+    return con.execute(
+        "SELECT count(*) FROM read_parquet(getvariable('committed_files'), hive_partitioning = true)"
+    ).fetchall()[0][0]
+
+
 def main():
     warehouse, dirs = sys.argv[1], sys.argv[2:]
     expected = input_counts(dirs)
@@ -82,7 +97,8 @@ def main():
         if not paths:
             duck_rows = 0
         elif local:
-            duck_rows = con.execute("SELECT count(*) FROM read_parquet(?)", [paths]).fetchall()[0][0]
+            # DuckDB picks the files itself, by the recipe of docs/commit-protocol.md.
+            duck_rows = duckdb_recipe_count(con, root, table)
         else:
             arrow_tables[table] = pa.concat_tables(tables)
             con.register(f"t_{table}", arrow_tables[table])
