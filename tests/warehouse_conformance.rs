@@ -314,3 +314,66 @@ fn throttling_and_server_errors_are_retried() {
         eprintln!("{injected} throttling/5xx answers injected and retried");
     }
 }
+
+/// Objects larger than one part go up as multipart uploads, whole and in order; an
+/// upload that is dropped unfinished leaves no object.
+#[test]
+fn large_objects_are_uploaded_in_parts() {
+    use std::io::Write;
+
+    use fhir_ingest::sink::{ObjectWriter, PART_BYTES};
+    use object_store::{ObjectStoreExt, path::Path};
+
+    for backend in backends("multipart") {
+        let warehouse = backend.open();
+        let runtime = runtime();
+        let data: Vec<u8> = (0..2 * PART_BYTES + 12_345)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let path = Path::from("Big/part-x-1-a-0000.parquet");
+        let written = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut writer = ObjectWriter::new(
+                        warehouse.store(),
+                        path.clone(),
+                        runtime.handle().clone(),
+                    );
+                    for chunk in data.chunks(1 << 20) {
+                        writer.write_all(chunk).unwrap();
+                    }
+                    writer.finish().unwrap()
+                })
+                .join()
+                .unwrap()
+        });
+        assert_eq!(written, data.len() as u64);
+        let read = runtime
+            .block_on(async { warehouse.store().get(&path).await?.bytes().await })
+            .unwrap();
+        assert!(
+            read.as_ref() == data.as_slice(),
+            "{}: content differs",
+            backend.name
+        );
+
+        let abandoned = Path::from("Big/part-x-2-a-0000.parquet");
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut writer = ObjectWriter::new(
+                    warehouse.store(),
+                    abandoned.clone(),
+                    runtime.handle().clone(),
+                );
+                writer.write_all(&data).unwrap();
+                drop(writer);
+            });
+        });
+        let head = runtime.block_on(warehouse.store().head(&abandoned));
+        assert!(
+            matches!(head, Err(object_store::Error::NotFound { .. })),
+            "{}: {head:?}",
+            backend.name
+        );
+    }
+}
