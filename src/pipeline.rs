@@ -10,6 +10,12 @@
 //! batches per worker, and one row group plus one upload part per open Parquet file.
 //! The run is committed by writing its manifest after every file is complete; a run with
 //! more rejected lines than the configured fraction is not committed.
+//!
+//! A run of an export (one with a transactionTime) has a run id derived from the source
+//! and the transactionTime ([`export_run_id`]): if that run is committed already, the run
+//! stops before reading anything ([`Outcome::AlreadyCommitted`]); if another ingester
+//! commits it first, this one reports [`Outcome::CommittedByAnother`]. Data files carry
+//! an attempt token too ([`new_attempt`]), so attempts never overwrite each other's files.
 
 use std::{
     collections::{BTreeMap, hash_map::DefaultHasher},

@@ -417,13 +417,9 @@ fn remote_store<C: HttpConnector + Clone>(
                     AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
                     "5s",
                 );
+            // Without a region from here or the environment, object_store uses us-east-1.
             if let Some(region) = &options.region {
                 builder = builder.with_region(region);
-            } else if builder
-                .get_config_value(&AmazonS3ConfigKey::Region)
-                .is_none()
-            {
-                builder = builder.with_region("us-east-1");
             }
             if let Some(endpoint) = &options.endpoint {
                 builder = builder.with_endpoint(endpoint);
