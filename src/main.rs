@@ -225,7 +225,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
         } => {
             let registry = Registry::embedded()?;
             let runtime = tokio::runtime::Runtime::new()?;
-            let warehouse = open_checked(&warehouse.load()?.0, &runtime)?;
+            let warehouse = open_checked(&warehouse.load()?.0, &runtime, true)?;
             let counts =
                 runtime.block_on(rebuild::to_ndjson(&warehouse, &registry, &out, &types))?;
             for (resource_type, count) in &counts {
@@ -236,7 +236,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { warehouse, json } => {
             let runtime = tokio::runtime::Runtime::new()?;
-            let warehouse = open_checked(&warehouse.load()?.0, &runtime)?;
+            let warehouse = open_checked(&warehouse.load()?.0, &runtime, true)?;
             let status = runtime.block_on(status::status(&warehouse, unix_now()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -251,7 +251,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             yes,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
-            let warehouse = open_checked(&warehouse.load()?.0, &runtime)?;
+            let warehouse = open_checked(&warehouse.load()?.0, &runtime, !yes)?;
             let grace = i64::from(grace_hours) * 3600;
             let plan = runtime.block_on(status::cleanup(&warehouse, unix_now(), grace, yes))?;
             let verb = if yes { "deleted" } else { "would delete" };
@@ -286,7 +286,7 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
                 bail!("--target-mib must be at least 1");
             }
             let runtime = tokio::runtime::Runtime::new()?;
-            let warehouse = open_checked(&config, &runtime)?;
+            let warehouse = open_checked(&config, &runtime, false)?;
             let registry = Registry::embedded()?;
             registry.require(&table)?;
             let result = compact::compact_table(
@@ -327,10 +327,19 @@ fn run_sources(config_path: &Path, only: Option<&str>) -> Result<ExitCode> {
     run_config(&config, only, None)
 }
 
-/// Opens a warehouse and checks, before any work, that it can be listed and written.
-fn open_checked(config: &WarehouseConfig, runtime: &tokio::runtime::Runtime) -> Result<Warehouse> {
+/// Opens a warehouse and checks, before any work, that it can be listed (and written,
+/// unless `read_only`).
+fn open_checked(
+    config: &WarehouseConfig,
+    runtime: &tokio::runtime::Runtime,
+    read_only: bool,
+) -> Result<Warehouse> {
     let warehouse = Warehouse::open(config)?;
-    runtime.block_on(warehouse.healthcheck())?;
+    if read_only {
+        runtime.block_on(warehouse.healthcheck_read_only())?;
+    } else {
+        runtime.block_on(warehouse.healthcheck())?;
+    }
     Ok(warehouse)
 }
 
@@ -355,7 +364,7 @@ fn run_config(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let warehouse = open_checked(&config.warehouse, &runtime)?;
+    let warehouse = open_checked(&config.warehouse, &runtime, false)?;
     let mut worst = ExitCode::SUCCESS;
     for source in config
         .sources

@@ -188,6 +188,16 @@ impl Warehouse {
     /// lists `_runs/`, puts a probe object and deletes it. Wrong credentials, a missing
     /// bucket or an unreachable endpoint fail here with what to check.
     pub async fn healthcheck(&self) -> Result<(), WarehouseError> {
+        self.check(true).await
+    }
+
+    /// The healthcheck of commands that only read: lists `_runs/`, writes nothing (so
+    /// read-only credentials pass).
+    pub async fn healthcheck_read_only(&self) -> Result<(), WarehouseError> {
+        self.check(false).await
+    }
+
+    async fn check(&self, write: bool) -> Result<(), WarehouseError> {
         let unusable = |error: object_store::Error| {
             let text = error_chain(&error);
             let (problem, hint) = diagnose(&error, &text);
@@ -202,6 +212,9 @@ impl Warehouse {
             .list_with_delimiter(Some(&Path::from(RUNS_DIR)))
             .await
             .map_err(unusable)?;
+        if !write {
+            return Ok(());
+        }
         let probe = Path::from(format!("{PROBE_DIR}/{}.txt", crate::pipeline::new_run_id()));
         self.probe
             .put(
