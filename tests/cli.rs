@@ -282,3 +282,56 @@ fn s3_wrong_credentials_and_missing_bucket_fail_fast_and_clearly() {
     let ok = run(&target, None);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
 }
+
+/// Two ingester processes on the same export and warehouse (S3 when available, else
+/// local disk): one commits it, the other says so and exits 0; the data is there once.
+#[test]
+fn two_ingester_processes_on_one_export_commit_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = match std::env::var("FHIR_INGEST_S3_URL") {
+        Ok(url) => format!("{url}/cli-race-{}", std::process::id()),
+        Err(_) => dir.path().join("wh").display().to_string(),
+    };
+    let sample = sample_dir();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
+            .args(["convert", sample.to_str().unwrap(), "--out", &warehouse])
+            .args([
+                "--transaction-time",
+                "2026-03-04T05:06:07Z",
+                "--workers",
+                "1",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    for out in &outputs {
+        assert_eq!(out.status.code(), Some(0), "{}", text(out));
+    }
+    let committed = outputs
+        .iter()
+        .filter(|o| text(o).contains("  committed _runs/"))
+        .count();
+    let lost = outputs
+        .iter()
+        .filter(|o| {
+            text(o).contains("already committed")
+                || text(o).contains("committed _runs/") && text(o).contains("first")
+        })
+        .count();
+    assert_eq!(
+        (committed, lost),
+        (1, 1),
+        "{}\n---\n{}",
+        text(&outputs[0]),
+        text(&outputs[1])
+    );
+    let status = fhir_ingest(&["status", "-w", &warehouse, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["sources"]["files"]["runs"], 1, "{json}");
+    assert_eq!(json["sources"]["files"]["rows"], 7160, "{json}");
+}
