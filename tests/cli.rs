@@ -335,3 +335,39 @@ fn two_ingester_processes_on_one_export_commit_it_once() {
     assert_eq!(json["sources"]["files"]["runs"], 1, "{json}");
     assert_eq!(json["sources"]["files"]["rows"], 7160, "{json}");
 }
+
+#[test]
+fn compact_after_run_merges_the_small_files_of_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), 30, 0);
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"wh\"\npartition_by = \"none\"\ncompact_after_run = true\ncompact_target_mib = 8\n\
+             [[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [{:?}]\n",
+            input.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = || fhir_ingest(&["run", "--config", config.to_str().unwrap()]);
+    let first = run();
+    assert!(
+        text(&first).contains("compact Patient: nothing to compact"),
+        "{}",
+        text(&first)
+    );
+    let second = run();
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert!(
+        text(&second).contains("compact Patient: 2 files -> 1 files, 60 rows"),
+        "{}",
+        text(&second)
+    );
+    let status = fhir_ingest(&["status", "--config", config.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["compactions"], 1, "{json}");
+    assert_eq!(json["tables"]["Patient"]["files"], 1, "{json}");
+    assert_eq!(json["tables"]["Patient"]["rows"], 60, "{json}");
+    assert_eq!(json["replaced"].as_array().unwrap().len(), 2, "{json}");
+}
