@@ -74,13 +74,51 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWarehouse {
-    /// Local directory of the warehouse (created if missing). Default `warehouse`.
+    /// Where the warehouse is. Default `warehouse` (a local directory, created if
+    /// missing). Also `file:///abs/dir`, `s3://bucket/prefix` (S3 or an S3-compatible
+    /// store), `gs://bucket/prefix` (Google Cloud Storage), `az://container/prefix`
+    /// (Azure Blob Storage). Credentials never go here: they come from the standard
+    /// environment variables, web identity / container credentials or the instance
+    /// metadata service (see the README).
     #[serde(default = "default_warehouse_url")]
     pub url: String,
     /// Hive partition of each table: `export_date` (default; `export_date=YYYY-MM-DD`
     /// from the export's transactionTime, or the run's start) or `none`.
     #[serde(default = "default_partition_by")]
     pub partition_by: String,
+    /// `s3://` only: the bucket's region. Default: `AWS_REGION` / `AWS_DEFAULT_REGION`
+    /// from the environment, else `us-east-1`.
+    pub region: Option<String>,
+    /// `s3://` only: endpoint of an S3-compatible store (`http://127.0.0.1:8333`).
+    /// Default: `AWS_ENDPOINT_URL` from the environment, else AWS itself.
+    pub endpoint: Option<String>,
+    /// `s3://` only: allow plain `http://` endpoints. Default: `AWS_ALLOW_HTTP` from the
+    /// environment, else false.
+    pub allow_http: Option<bool>,
+    /// `s3://` only: virtual-hosted-style requests (`https://bucket.host/key`) instead of
+    /// path-style (`https://host/bucket/key`, what most S3-compatible stores want).
+    /// Default: `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` from the environment, else false.
+    pub virtual_hosted_style: Option<bool>,
+    /// Object stores: times a failed request (5xx, throttling, timeouts) is retried,
+    /// with capped exponential backoff. Default 10.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: usize,
+    /// Object stores: seconds after the first attempt of a request past which it is no
+    /// longer retried. Default 180.
+    #[serde(default = "default_retry_timeout_secs")]
+    pub retry_timeout_secs: u64,
+    /// Object stores: seconds one request may take (an 8 MiB part upload included).
+    /// Default 120.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Compact each table's partitions written by a run right after it commits
+    /// (`fhir-ingest compact`). Default false.
+    #[serde(default)]
+    pub compact_after_run: bool,
+    /// Target size of compacted files, in MiB; files smaller than this are merged.
+    /// Default 256.
+    #[serde(default = "default_compact_target_mib")]
+    pub compact_target_mib: usize,
 }
 
 impl Default for RawWarehouse {
@@ -88,6 +126,15 @@ impl Default for RawWarehouse {
         Self {
             url: default_warehouse_url(),
             partition_by: default_partition_by(),
+            region: None,
+            endpoint: None,
+            allow_http: None,
+            virtual_hosted_style: None,
+            max_retries: default_max_retries(),
+            retry_timeout_secs: default_retry_timeout_secs(),
+            request_timeout_secs: default_request_timeout_secs(),
+            compact_after_run: false,
+            compact_target_mib: default_compact_target_mib(),
         }
     }
 }
@@ -97,6 +144,18 @@ fn default_warehouse_url() -> String {
 }
 fn default_partition_by() -> String {
     "export_date".into()
+}
+fn default_max_retries() -> usize {
+    10
+}
+fn default_retry_timeout_secs() -> u64 {
+    180
+}
+fn default_request_timeout_secs() -> u64 {
+    120
+}
+fn default_compact_target_mib() -> usize {
+    256
 }
 
 /// `[parquet]`.
@@ -246,10 +305,103 @@ pub struct Config {
 /// Validated `[warehouse]`.
 #[derive(Debug, Clone)]
 pub struct WarehouseConfig {
-    /// The warehouse directory.
-    pub root: PathBuf,
+    /// Where the warehouse is.
+    pub location: WarehouseLocation,
     /// The partitioning of tables.
     pub partition_by: PartitionBy,
+    /// How the object store is reached (ignored by local warehouses).
+    pub store: StoreOptions,
+    /// Compaction after each run, if wanted.
+    pub compact_after_run: bool,
+    /// Target size of compacted files, in bytes.
+    pub compact_target_bytes: usize,
+}
+
+impl WarehouseConfig {
+    /// A warehouse at `url` (a directory or an object store URL) with every other key at
+    /// its default; relative directories are resolved against `base`.
+    pub fn from_url(url: &str, base: &Path) -> Result<Self, String> {
+        let raw = RawWarehouse {
+            url: url.into(),
+            ..RawWarehouse::default()
+        };
+        validate_warehouse(&raw, base).map_err(|(_, reason)| reason)
+    }
+}
+
+/// Where a warehouse is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarehouseLocation {
+    /// A local directory.
+    Local(PathBuf),
+    /// A bucket (or container) and a prefix in an object store.
+    Remote {
+        /// The store.
+        scheme: RemoteScheme,
+        /// The bucket or container.
+        bucket: String,
+        /// The prefix inside it, without leading or trailing `/` (may be empty).
+        prefix: String,
+    },
+}
+
+impl std::fmt::Display for WarehouseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(path) => write!(f, "{}", path.display()),
+            Self::Remote {
+                scheme,
+                bucket,
+                prefix,
+            } if prefix.is_empty() => write!(f, "{}://{bucket}", scheme.as_str()),
+            Self::Remote {
+                scheme,
+                bucket,
+                prefix,
+            } => write!(f, "{}://{bucket}/{prefix}", scheme.as_str()),
+        }
+    }
+}
+
+/// The object stores a warehouse can live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteScheme {
+    /// Amazon S3 or an S3-compatible store (`s3://`).
+    S3,
+    /// Google Cloud Storage (`gs://`).
+    Gcs,
+    /// Azure Blob Storage (`az://`).
+    Azure,
+}
+
+impl RemoteScheme {
+    /// The URL scheme.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::S3 => "s3",
+            Self::Gcs => "gs",
+            Self::Azure => "az",
+        }
+    }
+}
+
+/// How an object store is reached; `None` means "from the environment, else default".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// S3 region.
+    pub region: Option<String>,
+    /// S3-compatible endpoint.
+    pub endpoint: Option<String>,
+    /// Plain HTTP allowed.
+    pub allow_http: Option<bool>,
+    /// Virtual-hosted-style requests.
+    pub virtual_hosted_style: Option<bool>,
+    /// Retries of a failed request.
+    pub max_retries: usize,
+    /// No retry after this long since the first attempt.
+    pub retry_timeout: std::time::Duration,
+    /// Timeout of one request.
+    pub request_timeout: std::time::Duration,
 }
 
 /// How tables are partitioned.
@@ -353,26 +505,8 @@ impl Config {
             key: key.into(),
             reason,
         };
-        let partition_by = match raw.warehouse.partition_by.as_str() {
-            "export_date" => PartitionBy::ExportDate,
-            "none" => PartitionBy::None,
-            other => {
-                return Err(invalid(
-                    "warehouse.partition_by",
-                    format!("{other:?}: expected export_date or none"),
-                ));
-            }
-        };
-        if raw.warehouse.url.contains("://") && !raw.warehouse.url.starts_with("file://") {
-            return Err(invalid(
-                "warehouse.url",
-                format!(
-                    "{:?}: only local directories are supported",
-                    raw.warehouse.url
-                ),
-            ));
-        }
-        let root = base.join(raw.warehouse.url.trim_start_matches("file://"));
+        let warehouse = validate_warehouse(&raw.warehouse, base)
+            .map_err(|(key, reason)| invalid(key, reason))?;
         let fraction = raw.quarantine.max_rejected_fraction;
         if !(0.0..=1.0).contains(&fraction) {
             return Err(invalid(
@@ -448,7 +582,7 @@ impl Config {
         }
         Ok(Self {
             path: path.into(),
-            warehouse: WarehouseConfig { root, partition_by },
+            warehouse,
             parquet: validate_parquet(&raw.parquet, path)?,
             decode: validate_decode(&raw.decode, path)?,
             max_rejected_fraction: fraction,
@@ -478,6 +612,109 @@ fn resolve_bulk_paths(mut client: BulkConfig, base: &Path) -> BulkConfig {
         AuthConfig::Smart { private_key, .. } => *private_key = base.join(&*private_key),
     }
     client
+}
+
+/// Validates `[warehouse]`; an error is the key and what is wrong.
+fn validate_warehouse(
+    raw: &RawWarehouse,
+    base: &Path,
+) -> Result<WarehouseConfig, (&'static str, String)> {
+    let partition_by = match raw.partition_by.as_str() {
+        "export_date" => PartitionBy::ExportDate,
+        "none" => PartitionBy::None,
+        other => {
+            return Err((
+                "warehouse.partition_by",
+                format!("{other:?}: expected export_date or none"),
+            ));
+        }
+    };
+    let location = parse_location(&raw.url, base).map_err(|e| ("warehouse.url", e))?;
+    let remote_s3 = matches!(
+        location,
+        WarehouseLocation::Remote {
+            scheme: RemoteScheme::S3,
+            ..
+        }
+    );
+    for (key, set) in [
+        ("warehouse.region", raw.region.is_some()),
+        ("warehouse.endpoint", raw.endpoint.is_some()),
+        ("warehouse.allow_http", raw.allow_http.is_some()),
+        (
+            "warehouse.virtual_hosted_style",
+            raw.virtual_hosted_style.is_some(),
+        ),
+    ] {
+        if set && !remote_s3 {
+            return Err((key, "applies to s3:// warehouses only".into()));
+        }
+    }
+    if let Some(endpoint) = &raw.endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        return Err((
+            "warehouse.endpoint",
+            format!("{endpoint:?}: expected http://host:port or https://host"),
+        ));
+    }
+    if raw.request_timeout_secs == 0 || raw.retry_timeout_secs == 0 {
+        return Err((
+            "warehouse.request_timeout_secs",
+            "timeouts must be at least 1 second".into(),
+        ));
+    }
+    if raw.max_retries > 100 {
+        return Err(("warehouse.max_retries", "must be 0 to 100".into()));
+    }
+    if raw.compact_target_mib == 0 || raw.compact_target_mib > 4096 {
+        return Err(("warehouse.compact_target_mib", "must be 1 to 4096".into()));
+    }
+    Ok(WarehouseConfig {
+        location,
+        partition_by,
+        store: StoreOptions {
+            region: raw.region.clone(),
+            endpoint: raw.endpoint.clone(),
+            allow_http: raw.allow_http,
+            virtual_hosted_style: raw.virtual_hosted_style,
+            max_retries: raw.max_retries,
+            retry_timeout: std::time::Duration::from_secs(raw.retry_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(raw.request_timeout_secs),
+        },
+        compact_after_run: raw.compact_after_run,
+        compact_target_bytes: raw.compact_target_mib << 20,
+    })
+}
+
+/// A warehouse URL: a directory (relative to `base`), `file://`, `s3://`, `gs://`, `az://`.
+fn parse_location(url: &str, base: &Path) -> Result<WarehouseLocation, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok(WarehouseLocation::Local(base.join(url)));
+    };
+    let scheme = match scheme {
+        "file" => return Ok(WarehouseLocation::Local(base.join(rest))),
+        "s3" | "s3a" => RemoteScheme::S3,
+        "gs" => RemoteScheme::Gcs,
+        "az" | "azure" => RemoteScheme::Azure,
+        other => {
+            return Err(format!(
+                "{url:?}: scheme {other:?} not supported; expected a directory, file://, s3://, gs:// or az://"
+            ));
+        }
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() || bucket.contains(['?', '#', '@']) {
+        return Err(format!(
+            "{url:?}: expected {}://bucket/prefix",
+            scheme.as_str()
+        ));
+    }
+    Ok(WarehouseLocation::Remote {
+        scheme,
+        bucket: bucket.into(),
+        prefix: prefix.trim_matches('/').into(),
+    })
 }
 
 fn validate_parquet(raw: &RawParquet, path: &Path) -> Result<ParquetConfig, ConfigError> {
@@ -544,6 +781,36 @@ fn validate_decode(raw: &RawDecode, path: &Path) -> Result<DecodeConfig, ConfigE
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn warehouse_urls() {
+        let base = Path::new("/etc/fi");
+        let remote = |scheme, bucket: &str, prefix: &str| WarehouseLocation::Remote {
+            scheme,
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        };
+        for (url, expected) in [
+            ("wh", WarehouseLocation::Local("/etc/fi/wh".into())),
+            (
+                "file:///data/wh",
+                WarehouseLocation::Local("/data/wh".into()),
+            ),
+            ("s3://b/p/q/", remote(RemoteScheme::S3, "b", "p/q")),
+            ("s3://b", remote(RemoteScheme::S3, "b", "")),
+            ("gs://b/p", remote(RemoteScheme::Gcs, "b", "p")),
+            ("az://c/p", remote(RemoteScheme::Azure, "c", "p")),
+        ] {
+            assert_eq!(parse_location(url, base).unwrap(), expected, "{url}");
+        }
+        assert_eq!(remote(RemoteScheme::S3, "b", "p").to_string(), "s3://b/p");
+        let text = format!(
+            "[warehouse]\nurl = \"s3://b/p\"\nendpoint = \"http://127.0.0.1:8333\"\nallow_http = true\nmax_retries = 3\n{MINIMAL}"
+        );
+        let config = Config::parse(&text, Path::new("p.toml")).unwrap();
+        assert_eq!(config.warehouse.store.allow_http, Some(true));
+        assert_eq!(config.warehouse.store.max_retries, 3);
+    }
+
     use super::*;
 
     const MINIMAL: &str = "[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [\"data\"]\n";
@@ -588,7 +855,11 @@ mod tests {
     #[test]
     fn defaults_fill_missing_sections_and_paths_are_relative_to_the_file() {
         let config = Config::parse(MINIMAL, Path::new("/etc/fi/pipeline.toml")).unwrap();
-        assert_eq!(config.warehouse.root, Path::new("/etc/fi/warehouse"));
+        assert_eq!(
+            config.warehouse.location,
+            WarehouseLocation::Local("/etc/fi/warehouse".into())
+        );
+        assert_eq!(config.warehouse.store.max_retries, 10);
         assert_eq!(config.warehouse.partition_by, PartitionBy::ExportDate);
         let SourceKind::Files { paths } = &config.sources[0].kind else {
             panic!("a files source");
@@ -628,6 +899,13 @@ mod tests {
                 "quarantine.max_rejected_fraction",
             ),
             ("[decode]\nbatch_rows = 0\n", "decode.batch_rows"),
+            ("[warehouse]\nurl = \"ftp://x/y\"\n", "warehouse.url"),
+            ("[warehouse]\nurl = \"s3:///y\"\n", "warehouse.url"),
+            ("[warehouse]\nregion = \"eu-west-1\"\n", "warehouse.region"),
+            (
+                "[warehouse]\nurl = \"s3://b\"\nendpoint = \"localhost:1\"\n",
+                "warehouse.endpoint",
+            ),
         ] {
             let err =
                 Config::parse(&format!("{MINIMAL}\n{extra}"), Path::new("p.toml")).unwrap_err();

@@ -10,15 +10,18 @@
 //! - [`decode`]: NDJSON lines to Arrow record batches through simd-json's tape;
 //! - [`input`]: files on disk (plain or gzip) as bounded chunks of whole lines;
 //! - [`sink`]: Parquet files written through `object_store`, and the quarantine;
-//! - [`warehouse`]: the layout of the warehouse and the run manifests that commit runs;
+//! - [`warehouse`]: local or object-store warehouses, their layout and the commit protocol;
 //! - [`export`]: one incremental run of a `bulk` source, checkpoint to checkpoint;
 //! - [`state`]: the checkpoint and in-flight export of each source, in the warehouse;
 //! - [`failpoint`]: test-only crash points (`FHIR_INGEST_FAIL_AT`);
 //! - [`pipeline`]: one run, wiring input, decoders and writers with bounded channels;
-//! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost).
+//! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost);
+//! - [`status`]: what a warehouse holds by the reader's rule, and cleanup of leftovers;
+//! - [`compact`]: small files of a table rewritten into larger ones, as a committed run.
 
 pub mod auth;
 pub mod bulk;
+pub mod compact;
 pub mod config;
 pub mod decode;
 pub mod export;
@@ -31,4 +34,5 @@ pub mod schedule;
 pub mod schema;
 pub mod sink;
 pub mod state;
+pub mod status;
 pub mod warehouse;

@@ -10,12 +10,15 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fhir_ingest::{
     auth::redact_url,
-    config::{Config, SourceKind},
+    compact::{self, Compacted},
+    config::{Config, ParquetConfig, SourceKind, WarehouseConfig},
+    decode::temporal,
     export::{self, BulkRunOptions, BulkSummary},
     input,
     pipeline::{self, Outcome, RunOptions, RunSummary},
     rebuild,
     schema::{self, Registry},
+    status,
     warehouse::Warehouse,
 };
 
@@ -59,9 +62,14 @@ enum Command {
         /// Files or directories of *.ndjson / *.ndjson.gz.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// The warehouse directory to write.
+        /// The warehouse to write: a directory, file://, s3://bucket/prefix, gs://, az://
+        /// (object store settings from the environment, e.g. AWS_ENDPOINT_URL).
         #[arg(long, short)]
-        out: PathBuf,
+        out: String,
+        /// The export's transactionTime (from its manifest): makes the run id the same
+        /// on every rerun, so a rerun of a committed export writes nothing.
+        #[arg(long)]
+        transaction_time: Option<String>,
         /// Source name recorded in each row's lineage.
         #[arg(long, default_value = "files")]
         source: String,
@@ -79,9 +87,8 @@ enum Command {
     ///
     /// Each resource equals the ingested one as a JSON value (decimals keep their text).
     ToNdjson {
-        /// The warehouse directory.
-        #[arg(long, short)]
-        warehouse: PathBuf,
+        #[command(flatten)]
+        warehouse: WarehouseArg,
         /// Output directory.
         #[arg(long, short)]
         out: PathBuf,
@@ -89,9 +96,73 @@ enum Command {
         #[arg(long = "type")]
         types: Vec<String>,
     },
+    /// Show what the warehouse holds: committed runs per source, live tables, staged
+    /// files of uncommitted runs, replaced files, quarantine counts.
+    Status {
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete staged files of runs that never committed (crashed attempts, lost races)
+    /// and files replaced by compaction, once older than the grace period. Dry run
+    /// unless --yes. A file of a committed run is never deleted.
+    Cleanup {
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+        /// Only files older than this many hours (a run in progress is younger).
+        #[arg(long, default_value_t = 24)]
+        grace_hours: u32,
+        /// Delete (without it, only list what would be deleted).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Rewrite a table's small files, partition by partition, into files of a target
+    /// size, committed as a compaction run whose manifest lists the files it replaces.
+    Compact {
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+        /// The table (resource type).
+        #[arg(long)]
+        table: String,
+        /// Target file size in MiB (default: warehouse.compact_target_mib, 256).
+        #[arg(long)]
+        target_mib: Option<usize>,
+    },
     /// Show or regenerate the table schemas.
     #[command(subcommand)]
     Schema(SchemaCommand),
+}
+
+/// Which warehouse a maintenance command works on.
+#[derive(clap::Args)]
+struct WarehouseArg {
+    /// The warehouse: a directory, file://, s3://bucket/prefix, gs://, az:// (object store
+    /// settings from the environment).
+    #[arg(long, short, conflicts_with = "config")]
+    warehouse: Option<String>,
+    /// Or the configuration whose [warehouse] to use.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl WarehouseArg {
+    /// The warehouse configuration, and the Parquet settings to write with.
+    fn load(&self) -> Result<(WarehouseConfig, ParquetConfig)> {
+        match (&self.warehouse, &self.config) {
+            (Some(url), _) => Ok((
+                WarehouseConfig::from_url(url, Path::new("."))
+                    .map_err(|e| anyhow::anyhow!("--warehouse: {e}"))?,
+                ParquetConfig::default(),
+            )),
+            (None, Some(path)) => {
+                let config = Config::load(path)?;
+                Ok((config.warehouse, config.parquet))
+            }
+            (None, None) => bail!("give --warehouse URL_OR_DIR or --config FILE"),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -128,22 +199,27 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
         Command::Convert {
             inputs,
             out,
+            transaction_time,
             source,
             compression,
             workers,
             partition_by,
         } => {
+            if let Some(t) = &transaction_time
+                && temporal::parse_micros(t).is_none()
+            {
+                bail!("--transaction-time {t:?}: expected an instant like 2026-01-02T03:04:05Z");
+            }
             let toml = format!(
                 "[warehouse]\nurl = {out:?}\npartition_by = {partition_by:?}\n[parquet]\ncompression = {compression:?}\n\
                  [decode]\nworkers = {workers}\n[[sources]]\nname = {source:?}\nkind = \"files\"\npaths = {inputs:?}\n",
-                out = out.display().to_string(),
                 inputs = inputs
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>(),
             );
             let config = Config::parse(&toml, Path::new("<command line>"))?;
-            run_config(&config, None)
+            run_config(&config, None, transaction_time)
         }
         Command::ToNdjson {
             warehouse,
@@ -151,14 +227,80 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
             types,
         } => {
             let registry = Registry::embedded()?;
-            let warehouse = Warehouse::open_local(&warehouse)?;
             let runtime = tokio::runtime::Runtime::new()?;
+            let warehouse = open_checked(&warehouse.load()?.0, &runtime, true)?;
             let counts =
                 runtime.block_on(rebuild::to_ndjson(&warehouse, &registry, &out, &types))?;
             for (resource_type, count) in &counts {
                 println!("{resource_type:<28} {count:>10} resources");
             }
             println!("wrote {} files to {}", counts.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { warehouse, json } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let warehouse = open_checked(&warehouse.load()?.0, &runtime, true)?;
+            let status = runtime.block_on(status::status(&warehouse, unix_now()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup {
+            warehouse,
+            grace_hours,
+            yes,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let warehouse = open_checked(&warehouse.load()?.0, &runtime, !yes)?;
+            let grace = i64::from(grace_hours) * 3600;
+            let plan = runtime.block_on(status::cleanup(&warehouse, unix_now(), grace, yes))?;
+            let verb = if yes { "deleted" } else { "would delete" };
+            for leftover in &plan.staged {
+                println!(
+                    "{verb} staged   {} ({} bytes)",
+                    leftover.path, leftover.bytes
+                );
+            }
+            for leftover in &plan.replaced {
+                println!(
+                    "{verb} replaced {} ({} bytes)",
+                    leftover.path, leftover.bytes
+                );
+            }
+            println!(
+                "{verb} {} staged and {} replaced files older than {grace_hours} h{}",
+                plan.staged.len(),
+                plan.replaced.len(),
+                if yes { "" } else { " (dry run: add --yes)" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compact {
+            warehouse,
+            table,
+            target_mib,
+        } => {
+            let (config, parquet) = warehouse.load()?;
+            let target = target_mib.map_or(config.compact_target_bytes, |mib| mib << 20);
+            if target == 0 {
+                bail!("--target-mib must be at least 1");
+            }
+            let runtime = tokio::runtime::Runtime::new()?;
+            let warehouse = open_checked(&config, &runtime, false)?;
+            let registry = Registry::embedded()?;
+            registry.require(&table)?;
+            let result = compact::compact_table(
+                &warehouse,
+                &registry,
+                &table,
+                target,
+                &parquet,
+                runtime.handle().clone(),
+            )?;
+            print_compacted(&table, &result);
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema(SchemaCommand::Show { resource_type }) => {
@@ -185,21 +327,47 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
 
 fn run_sources(config_path: &Path, only: Option<&str>) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    run_config(&config, only)
+    run_config(&config, only, None)
 }
 
-fn run_config(config: &Config, only: Option<&str>) -> Result<ExitCode> {
+/// Opens a warehouse and checks, before any work, that it can be listed (and written,
+/// unless `read_only`).
+fn open_checked(
+    config: &WarehouseConfig,
+    runtime: &tokio::runtime::Runtime,
+    read_only: bool,
+) -> Result<Warehouse> {
+    let warehouse = Warehouse::open(config)?;
+    if read_only {
+        runtime.block_on(warehouse.healthcheck_read_only())?;
+    } else {
+        runtime.block_on(warehouse.healthcheck())?;
+    }
+    Ok(warehouse)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn run_config(
+    config: &Config,
+    only: Option<&str>,
+    transaction_time: Option<String>,
+) -> Result<ExitCode> {
     if let Some(name) = only
         && !config.sources.iter().any(|s| s.name == name)
     {
         bail!("no source named {name:?} in {}", config.path.display());
     }
     let registry = Arc::new(Registry::embedded()?);
-    let warehouse = Warehouse::open_local(&config.warehouse.root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let warehouse = open_checked(&config.warehouse, &runtime, false)?;
     let mut worst = ExitCode::SUCCESS;
     for source in config
         .sources
@@ -209,7 +377,7 @@ fn run_config(config: &Config, only: Option<&str>) -> Result<ExitCode> {
         let options = RunOptions {
             source: source.name.clone(),
             inputs: Vec::new(),
-            transaction_time: None,
+            transaction_time: transaction_time.clone(),
             decode: config.decode.clone(),
             parquet: config.parquet.clone(),
             partition_by: config.warehouse.partition_by,
@@ -266,10 +434,26 @@ fn run_config(config: &Config, only: Option<&str>) -> Result<ExitCode> {
         };
         print_summary(&summary);
         worst = match summary.outcome {
-            Outcome::Complete => worst,
+            Outcome::Complete | Outcome::AlreadyCommitted | Outcome::CommittedByAnother => worst,
             Outcome::Partial => ExitCode::from(EXIT_PARTIAL),
             Outcome::TooManyRejected => return Ok(ExitCode::from(EXIT_TOO_MANY_REJECTED)),
         };
+        if config.warehouse.compact_after_run
+            && matches!(summary.outcome, Outcome::Complete | Outcome::Partial)
+        {
+            for table in summary.manifest.tables.keys() {
+                let result = compact::compact_table(
+                    &warehouse,
+                    &registry,
+                    table,
+                    config.warehouse.compact_target_bytes,
+                    &config.parquet,
+                    runtime.handle().clone(),
+                )
+                .with_context(|| format!("compacting {table}"))?;
+                print_compacted(table, &result);
+            }
+        }
     }
     Ok(worst)
 }
@@ -308,6 +492,72 @@ fn print_bulk_summary(summary: &BulkSummary) {
         ),
         None => println!("  checkpoint unchanged (nothing committed)"),
     }
+}
+
+fn print_compacted(table: &str, result: &Compacted) {
+    match result {
+        Compacted::Nothing => println!("compact {table}: nothing to compact"),
+        Compacted::Committed {
+            run_id,
+            replaced,
+            written,
+            rows,
+        } => println!(
+            "compact {table}: {replaced} files -> {written} files, {rows} rows; committed _runs/{run_id}.json"
+        ),
+        Compacted::CommittedByAnother { run_id } => println!(
+            "compact {table}: another compaction of the same files committed {run_id} first; nothing changed"
+        ),
+    }
+}
+
+fn print_status(status: &status::Status) {
+    println!("warehouse {}", status.warehouse);
+    println!("committed runs by source:");
+    for (source, s) in &status.sources {
+        println!(
+            "  {source:<20} {:>5} runs {:>12} rows {:>8} rejected  last {} (finished {}, transactionTime {})",
+            s.runs,
+            s.rows,
+            s.rejected_lines,
+            s.last_run_id,
+            s.last_finished_at,
+            s.last_transaction_time.as_deref().unwrap_or("-")
+        );
+    }
+    println!("compaction runs: {}", status.compactions);
+    println!("tables (live files):");
+    for (table, t) in &status.tables {
+        println!(
+            "  {table:<28} {:>6} files {:>12} rows {:>14} bytes",
+            t.files, t.rows, t.bytes
+        );
+    }
+    let bytes = |l: &[status::Leftover]| l.iter().map(|x| x.bytes).sum::<u64>();
+    println!(
+        "staged files of uncommitted runs: {} ({} bytes)",
+        status.staged.len(),
+        bytes(&status.staged)
+    );
+    let mut by_run: std::collections::BTreeMap<&str, usize> = Default::default();
+    for leftover in &status.staged {
+        *by_run
+            .entry(leftover.run_id.as_deref().unwrap_or("?"))
+            .or_default() += 1;
+    }
+    for (run_id, n) in by_run {
+        println!("  run {run_id}: {n} files");
+    }
+    println!(
+        "replaced by compaction: {} files ({} bytes)",
+        status.replaced.len(),
+        bytes(&status.replaced)
+    );
+    let q = &status.quarantine;
+    println!(
+        "quarantine: {} rejected lines in {} files of committed runs; {} files of uncommitted runs",
+        q.committed_lines, q.committed_files, q.uncommitted_files
+    );
 }
 
 fn print_summary(summary: &RunSummary) {
@@ -354,6 +604,14 @@ fn print_summary(summary: &RunSummary) {
     }
     match summary.outcome {
         Outcome::Complete | Outcome::Partial => println!("  committed _runs/{}.json", m.run_id),
+        Outcome::AlreadyCommitted => println!(
+            "  already committed: _runs/{}.json exists (same source and transactionTime); nothing written",
+            m.run_id
+        ),
+        Outcome::CommittedByAnother => println!(
+            "  another ingester committed _runs/{}.json first; its commit stands, this attempt's files are staged (see `cleanup`)",
+            m.run_id
+        ),
         Outcome::TooManyRejected => {
             println!("  NOT committed: too many rejected lines (quarantine.max_rejected_fraction)")
         }

@@ -11,6 +11,12 @@
 //! batches per worker, and one row group plus one upload part per open Parquet file.
 //! The run is committed by writing its manifest after every file is complete; a run with
 //! more rejected lines than the configured fraction is not committed.
+//!
+//! A run of an export (one with a transactionTime) has a run id derived from the source
+//! and the transactionTime ([`export_run_id`]): if that run is committed already, the run
+//! stops before reading anything ([`Outcome::AlreadyCommitted`]); if another ingester
+//! commits it first, this one reports [`Outcome::CommittedByAnother`]. Data files carry
+//! an attempt token too ([`new_attempt`]), so attempts never overwrite each other's files.
 
 use std::{
     collections::{BTreeMap, hash_map::DefaultHasher},
@@ -36,8 +42,8 @@ use crate::{
     schema::Registry,
     sink::{ObjectWriter, ParquetFile, SinkError, WrittenFile, properties_for, writer_properties},
     warehouse::{
-        self, DeletedRef, InputTotals, RejectedTotals, RunManifest, TableManifest, Warehouse,
-        WarehouseError,
+        self, DeletedRef, InputTotals, MANIFEST_VERSION, RejectedTotals, RunKind, RunManifest,
+        TableManifest, Warehouse, WarehouseError,
     },
 };
 
@@ -109,6 +115,12 @@ pub enum Outcome {
     Partial,
     /// Not committed: more lines rejected than the threshold allows.
     TooManyRejected,
+    /// Nothing written: this export (same source and transactionTime) was committed by
+    /// an earlier run; the summary holds that run's manifest.
+    AlreadyCommitted,
+    /// Written, but another ingester committed the same export first: its commit
+    /// stands, this attempt's files are staged leftovers (see `cleanup`).
+    CommittedByAnother,
 }
 
 /// The result of a run.
@@ -151,7 +163,20 @@ pub fn run(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let started_at = now_rfc3339();
-    let run_id = new_run_id();
+    let run_id = match &options.transaction_time {
+        Some(transaction_time) => export_run_id(&options.source, transaction_time),
+        None => new_run_id(),
+    };
+    if options.transaction_time.is_some()
+        && let Some(manifest) = runtime.block_on(warehouse.committed_run(&run_id))?
+    {
+        return Ok(RunSummary {
+            manifest,
+            outcome: Outcome::AlreadyCommitted,
+            elapsed: started.elapsed(),
+        });
+    }
+    let attempt = new_attempt();
     let export_date = options
         .transaction_time
         .clone()
@@ -228,15 +253,21 @@ pub fn run(
                 properties: writer_properties(&options.parquet),
                 max_file_bytes: options.parquet.max_file_bytes,
                 partition: partition.clone(),
-                run_id: run_id.clone(),
+                file_prefix: (run_id.clone(), attempt.clone()),
                 tables: BTreeMap::new(),
                 batches_seen: 0,
             };
             writer_handles.push(spawn(scope, "writer", move || table_writer.run(rx))?);
         }
 
-        let collected =
-            collect_reports(report_rx, store.clone(), &run_id, runtime.clone(), progress);
+        let quarantine = Warehouse::quarantine_file(&run_id, &attempt);
+        let collected = collect_reports(
+            report_rx,
+            store.clone(),
+            quarantine,
+            runtime.clone(),
+            progress,
+        );
 
         let mut read_result = Ok(0);
         for handle in reader_handles {
@@ -284,22 +315,30 @@ pub fn run(
         Outcome::Partial
     };
     let manifest = RunManifest {
-        format_version: 1,
+        format_version: MANIFEST_VERSION,
         run_id,
+        kind: RunKind::Ingest,
+        attempt,
         source: options.source,
         started_at,
         finished_at: now_rfc3339(),
         transaction_time: options.transaction_time,
         tables,
+        replaces: Vec::new(),
         input: input_totals,
         rejected,
         deleted: options.deleted,
         server_errors: options.server_errors,
     };
     failpoint::hit("after-data-files");
-    if outcome != Outcome::TooManyRejected {
-        runtime.block_on(warehouse.commit(&manifest))?;
-    }
+    let outcome = match outcome {
+        Outcome::TooManyRejected => outcome,
+        _ => match runtime.block_on(warehouse.commit(&manifest)) {
+            Ok(_) => outcome,
+            Err(WarehouseError::AlreadyCommitted { .. }) => Outcome::CommittedByAnother,
+            Err(e) => return Err(e.into()),
+        },
+    };
     Ok(RunSummary {
         manifest,
         outcome,
@@ -536,7 +575,8 @@ struct TableWriter {
     properties: parquet::file::properties::WriterProperties,
     max_file_bytes: usize,
     partition: Option<String>,
-    run_id: String,
+    /// Run id and attempt token, in every file name.
+    file_prefix: (String, String),
     tables: BTreeMap<String, OpenTable>,
     /// Batches written so far, of any table.
     batches_seen: u64,
@@ -592,8 +632,14 @@ impl TableWriter {
             Some(file) => file,
             None => {
                 let n = table.manifest.files.len();
-                let path =
-                    Warehouse::data_file(resource_type, self.partition.as_deref(), &self.run_id, n);
+                let (run_id, attempt) = &self.file_prefix;
+                let path = Warehouse::data_file(
+                    resource_type,
+                    self.partition.as_deref(),
+                    run_id,
+                    attempt,
+                    n,
+                );
                 let schema = self
                     .registry
                     .get(resource_type)
@@ -629,14 +675,13 @@ impl TableWriter {
 fn collect_reports(
     reports: Receiver<Report>,
     store: Arc<dyn ObjectStore>,
-    run_id: &str,
+    path: object_store::path::Path,
     runtime: Handle,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<(RejectedTotals, InputTotals), PipelineError> {
     let mut rejected = RejectedTotals::default();
     let mut input = InputTotals::default();
     let mut quarantine: Option<ObjectWriter> = None;
-    let path = Warehouse::quarantine_file(run_id);
     let mut record = String::new();
     for report in reports {
         match report {
@@ -749,9 +794,75 @@ pub fn now_rfc3339() -> String {
 /// `20261128T225417Z-1a2b3c4d`.
 pub fn new_run_id() -> String {
     let now = now_rfc3339().replace(['-', ':'], "");
-    let mut hasher = DefaultHasher::new();
+    format!("{now}-{}", new_attempt())
+}
+
+/// A token unique to one attempt at a run (in its file names), so that two attempts at
+/// the same run id never overwrite each other's files.
+pub fn new_attempt() -> String {
+    use std::hash::BuildHasher as _;
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     SystemTime::now().hash(&mut hasher);
     std::process::id().hash(&mut hasher);
     std::thread::current().id().hash(&mut hasher);
-    format!("{now}-{:08x}", hasher.finish() as u32)
+    format!("{:08x}", hasher.finish() as u32)
+}
+
+/// The run id of an export, the same on every rerun: the transactionTime in UTC (so run
+/// ids sort by export) and a hash of the source and the exact transactionTime, e.g.
+/// `20260102T030405Z-0123456789abcdef`.
+pub fn export_run_id(source: &str, transaction_time: &str) -> String {
+    let micros = temporal::parse_micros(transaction_time);
+    let hash = fnv1a(&[
+        source.as_bytes(),
+        b"\n",
+        &micros.unwrap_or(i64::MIN).to_le_bytes(),
+        b"\n",
+        transaction_time.as_bytes(),
+    ]);
+    match micros {
+        Some(micros) => {
+            let secs = micros.div_euclid(1_000_000);
+            format!("{}-{hash:016x}", compact_utc(secs))
+        }
+        None => format!("export-{hash:016x}"),
+    }
+}
+
+/// `yyyymmddThhmmssZ` of seconds since the Unix epoch.
+fn compact_utc(secs: i64) -> String {
+    let (y, m, d) = temporal::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// FNV-1a, 64 bits: a hash that is the same in every build (unlike `DefaultHasher`).
+pub fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|p| p.iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_run_ids_are_stable_and_distinct() {
+        let a = export_run_id("src", "2026-01-02T04:04:05+01:00");
+        assert!(a.starts_with("20260102T030405Z-"), "{a}");
+        assert_eq!(a, export_run_id("src", "2026-01-02T04:04:05+01:00"));
+        assert_ne!(a, export_run_id("other", "2026-01-02T04:04:05+01:00"));
+        assert_ne!(a, export_run_id("src", "2026-01-02T04:04:05.001+01:00"));
+        assert!(export_run_id("src", "garbage").starts_with("export-"));
+        assert_eq!(fnv1a(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
+    }
 }

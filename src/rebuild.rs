@@ -339,17 +339,9 @@ pub async fn to_ndjson(
         reason: e.to_string(),
     };
     std::fs::create_dir_all(out_dir).map_err(|e| io_error(&out_dir.to_path_buf(), e))?;
-    let mut files_by_type: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for run in warehouse.committed_runs().await? {
-        for (resource_type, table) in run.tables {
-            if only.is_empty() || only.contains(&resource_type) {
-                files_by_type
-                    .entry(resource_type)
-                    .or_default()
-                    .extend(table.files.into_iter().map(|f| f.path));
-            }
-        }
-    }
+    // The reader's rule: files of committed runs, minus those replaced by compactions.
+    let mut files_by_type = warehouse.snapshot().await?.live_files();
+    files_by_type.retain(|resource_type, _| only.is_empty() || only.contains(resource_type));
     let mut counts = Vec::new();
     for (resource_type, files) in files_by_type {
         let schema = registry
@@ -362,7 +354,7 @@ pub async fn to_ndjson(
         let mut out = BufWriter::new(File::create(&path).map_err(|e| io_error(&path, e))?);
         let mut count = 0;
         for file in files {
-            for rebuilt in rebuild_file(warehouse, schema, &file).await? {
+            for rebuilt in rebuild_file(warehouse, schema, &file.path).await? {
                 serde_json::to_writer(&mut out, &rebuilt.resource)
                     .map_err(|e| io_error(&path, e.into()))?;
                 out.write_all(b"\n").map_err(|e| io_error(&path, e))?;

@@ -26,7 +26,16 @@ fn help_explains_every_command() {
     let out = fhir_ingest(&["--help"]);
     assert!(out.status.success());
     let help = text(&out);
-    for command in ["run", "convert", "to-ndjson", "schema", "Exit status"] {
+    for command in [
+        "run",
+        "convert",
+        "to-ndjson",
+        "status",
+        "cleanup",
+        "compact",
+        "schema",
+        "Exit status",
+    ] {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }
 }
@@ -141,4 +150,224 @@ fn schema_show_prints_typed_columns() {
         "{shown}"
     );
     assert!(shown.contains("_overflow: Utf8"), "{shown}");
+}
+
+#[test]
+fn a_rerun_of_a_committed_export_says_so_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), 20, 0);
+    let wh = dir.path().join("wh");
+    let convert = || {
+        fhir_ingest(&[
+            "convert",
+            input.to_str().unwrap(),
+            "--out",
+            wh.to_str().unwrap(),
+            "--transaction-time",
+            "2026-01-02T03:04:05Z",
+        ])
+    };
+    let first = convert();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let again = convert();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        text(&again).contains("already committed"),
+        "{}",
+        text(&again)
+    );
+
+    let status = fhir_ingest(&["status", "-w", wh.to_str().unwrap(), "--json"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["sources"]["files"]["runs"], 1, "{json}");
+    assert_eq!(json["tables"]["Patient"]["rows"], 20, "{json}");
+
+    let bad = fhir_ingest(&[
+        "convert",
+        input.to_str().unwrap(),
+        "--out",
+        "x",
+        "--transaction-time",
+        "yesterday",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("--transaction-time"), "{}", text(&bad));
+}
+
+#[test]
+fn cleanup_is_a_dry_run_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), 5, 0);
+    let wh = dir.path().join("wh");
+    let out = fhir_ingest(&[
+        "convert",
+        input.to_str().unwrap(),
+        "--out",
+        wh.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A staged file of a run that never committed.
+    let staged =
+        wh.join("Patient/export_date=2026-01-01/part-20260101T000000Z-dead-beef-0000.parquet");
+    std::fs::create_dir_all(staged.parent().unwrap()).unwrap();
+    std::fs::write(&staged, b"PAR1").unwrap();
+    let status = fhir_ingest(&["status", "-w", wh.to_str().unwrap()]);
+    assert!(
+        text(&status).contains("staged files of uncommitted runs: 1"),
+        "{}",
+        text(&status)
+    );
+    let dry = fhir_ingest(&["cleanup", "-w", wh.to_str().unwrap(), "--grace-hours", "0"]);
+    assert!(text(&dry).contains("would delete staged"), "{}", text(&dry));
+    assert!(staged.exists());
+    let real = fhir_ingest(&[
+        "cleanup",
+        "-w",
+        wh.to_str().unwrap(),
+        "--grace-hours",
+        "0",
+        "--yes",
+    ]);
+    assert_eq!(real.status.code(), Some(0), "{}", text(&real));
+    assert!(!staged.exists());
+    let nd = dir.path().join("nd");
+    let out = fhir_ingest(&[
+        "to-ndjson",
+        "-w",
+        wh.to_str().unwrap(),
+        "-o",
+        nd.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let patients = std::fs::read_to_string(nd.join("Patient.ndjson")).unwrap();
+    assert_eq!(patients.lines().count(), 5, "committed data is kept");
+}
+
+/// Wrong credentials and a missing bucket stop the program before any work, with what
+/// to check (S3 only: `scripts/test` starts SeaweedFS and sets FHIR_INGEST_S3_URL).
+#[test]
+fn s3_wrong_credentials_and_missing_bucket_fail_fast_and_clearly() {
+    let Ok(url) = std::env::var("FHIR_INGEST_S3_URL") else {
+        eprintln!("FHIR_INGEST_S3_URL not set: S3 healthcheck test skipped");
+        return;
+    };
+    let sample = sample_dir();
+    let target = format!("{url}/cli-healthcheck");
+    let run = |out: &str, secret: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"));
+        command.args(["convert", sample.to_str().unwrap(), "--out", out]);
+        if let Some(secret) = secret {
+            command.env("AWS_SECRET_ACCESS_KEY", secret);
+        }
+        command.output().unwrap()
+    };
+    let wrong = run(&target, Some("not-the-secret"));
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    let msg = text(&wrong);
+    assert!(
+        msg.contains("refused the credentials") && msg.contains("AWS_SECRET_ACCESS_KEY"),
+        "{msg}"
+    );
+    assert!(!msg.contains("files ->"), "no work started: {msg}");
+
+    let missing = run("s3://no-such-bucket-fhir-ingest/x", None);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    let msg = text(&missing);
+    assert!(
+        msg.contains("no-such-bucket-fhir-ingest") && msg.contains("does not exist"),
+        "{msg}"
+    );
+
+    let ok = run(&target, None);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+}
+
+/// Two ingester processes on the same export and warehouse (S3 when available, else
+/// local disk): one commits it, the other says so and exits 0; the data is there once.
+#[test]
+fn two_ingester_processes_on_one_export_commit_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = match std::env::var("FHIR_INGEST_S3_URL") {
+        Ok(url) => format!("{url}/cli-race-{}", std::process::id()),
+        Err(_) => dir.path().join("wh").display().to_string(),
+    };
+    let sample = sample_dir();
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
+            .args(["convert", sample.to_str().unwrap(), "--out", &warehouse])
+            .args([
+                "--transaction-time",
+                "2026-03-04T05:06:07Z",
+                "--workers",
+                "1",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outputs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    for out in &outputs {
+        assert_eq!(out.status.code(), Some(0), "{}", text(out));
+    }
+    let committed = outputs
+        .iter()
+        .filter(|o| text(o).contains("  committed _runs/"))
+        .count();
+    let lost = outputs
+        .iter()
+        .filter(|o| {
+            text(o).contains("already committed")
+                || text(o).contains("committed _runs/") && text(o).contains("first")
+        })
+        .count();
+    assert_eq!(
+        (committed, lost),
+        (1, 1),
+        "{}\n---\n{}",
+        text(&outputs[0]),
+        text(&outputs[1])
+    );
+    let status = fhir_ingest(&["status", "-w", &warehouse, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["sources"]["files"]["runs"], 1, "{json}");
+    assert_eq!(json["sources"]["files"]["rows"], 7160, "{json}");
+}
+
+#[test]
+fn compact_after_run_merges_the_small_files_of_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), 30, 0);
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"wh\"\npartition_by = \"none\"\ncompact_after_run = true\ncompact_target_mib = 8\n\
+             [[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [{:?}]\n",
+            input.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = || fhir_ingest(&["run", "--config", config.to_str().unwrap()]);
+    let first = run();
+    assert!(
+        text(&first).contains("compact Patient: nothing to compact"),
+        "{}",
+        text(&first)
+    );
+    let second = run();
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert!(
+        text(&second).contains("compact Patient: 2 files -> 1 files, 60 rows"),
+        "{}",
+        text(&second)
+    );
+    let status = fhir_ingest(&["status", "--config", config.to_str().unwrap(), "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["compactions"], 1, "{json}");
+    assert_eq!(json["tables"]["Patient"]["files"], 1, "{json}");
+    assert_eq!(json["tables"]["Patient"]["rows"], 60, "{json}");
+    assert_eq!(json["replaced"].as_array().unwrap().len(), 2, "{json}");
 }

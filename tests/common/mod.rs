@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod mock;
 
 use std::{
@@ -9,9 +10,9 @@ use std::{
 };
 
 use fhir_ingest::{
-    config::{DecodeConfig, ParquetConfig, PartitionBy},
+    config::{DecodeConfig, ParquetConfig, PartitionBy, WarehouseConfig},
     input,
-    pipeline::{self, RunOptions, RunSummary},
+    pipeline::{self, PipelineError, RunOptions, RunSummary},
     rebuild::{self, Rebuilt},
     schema::Registry,
     warehouse::Warehouse,
@@ -84,16 +85,15 @@ pub fn rebuild_all(warehouse: &Warehouse) -> Vec<Rebuilt> {
         .unwrap();
     runtime.block_on(async {
         let mut out = Vec::new();
-        for run in warehouse.committed_runs().await.unwrap() {
-            for (resource_type, table) in run.tables {
-                let schema = registry.require(&resource_type).unwrap();
-                for file in table.files {
-                    out.extend(
-                        rebuild::rebuild_file(warehouse, schema, &file.path)
-                            .await
-                            .unwrap(),
-                    );
-                }
+        // The reader's rule: committed files minus replaced ones.
+        for (resource_type, files) in warehouse.snapshot().await.unwrap().live_files() {
+            let schema = registry.require(&resource_type).unwrap();
+            for file in files {
+                out.extend(
+                    rebuild::rebuild_file(warehouse, schema, &file.path)
+                        .await
+                        .unwrap(),
+                );
             }
         }
         out
@@ -112,4 +112,94 @@ pub fn original_lines(path: &Path) -> Vec<(i64, serde_json::Value)> {
             (!line.trim().is_empty()).then(|| (i as i64 + 1, serde_json::from_str(&line).unwrap()))
         })
         .collect()
+}
+
+/// A warehouse backend of the conformance suite.
+pub struct Backend {
+    /// `local` or `s3`.
+    pub name: &'static str,
+    /// The warehouse configuration (a fresh, empty location).
+    pub config: WarehouseConfig,
+    /// Keeps a local warehouse's directory alive.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    /// Opens the warehouse and runs its healthcheck.
+    pub fn open(&self) -> Warehouse {
+        let warehouse = Warehouse::open(&self.config).unwrap();
+        runtime().block_on(warehouse.healthcheck()).unwrap();
+        warehouse
+    }
+}
+
+/// Every backend to run the suite on: local disk always, and S3 when
+/// `FHIR_INGEST_S3_URL` is set (`scripts/test` starts SeaweedFS and sets it). Each call
+/// gives fresh, empty warehouses named after `test`.
+pub fn backends(test: &str) -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = vec![Backend {
+        name: "local",
+        config: WarehouseConfig::from_url(dir.path().join("wh").to_str().unwrap(), Path::new("."))
+            .unwrap(),
+        _dir: Some(dir),
+    }];
+    match std::env::var("FHIR_INGEST_S3_URL") {
+        Ok(url) if !url.is_empty() => {
+            let url = format!(
+                "{}/{test}-{}",
+                url.trim_end_matches('/'),
+                pipeline::new_attempt()
+            );
+            out.push(Backend {
+                name: "s3",
+                config: WarehouseConfig::from_url(&url, Path::new(".")).unwrap(),
+                _dir: None,
+            });
+        }
+        _ => eprintln!("FHIR_INGEST_S3_URL not set: {test} runs on local disk only (S3 skipped)"),
+    }
+    out
+}
+
+/// A small multi-threaded runtime for the store.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs the pipeline over `inputs` into `warehouse` as source `test`.
+pub fn ingest_into(
+    warehouse: &Warehouse,
+    inputs: &[PathBuf],
+    transaction_time: Option<&str>,
+) -> Result<RunSummary, PipelineError> {
+    let registry = registry();
+    let runtime = runtime();
+    let options = RunOptions {
+        source: "test".into(),
+        inputs: input::discover(inputs, &registry).unwrap(),
+        transaction_time: transaction_time.map(str::to_owned),
+        decode: DecodeConfig {
+            batch_rows: std::num::NonZeroUsize::new(500).unwrap(),
+            workers: std::num::NonZeroUsize::new(2).unwrap(),
+            ..DecodeConfig::default()
+        },
+        parquet: ParquetConfig::default(),
+        partition_by: PartitionBy::ExportDate,
+        max_rejected_fraction: 0.0,
+        parallel_files: std::num::NonZeroUsize::MIN,
+        deleted: Vec::new(),
+        server_errors: Vec::new(),
+    };
+    pipeline::run(
+        warehouse,
+        registry,
+        options,
+        runtime.handle().clone(),
+        &|_| {},
+    )
 }
