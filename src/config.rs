@@ -65,9 +65,50 @@ pub struct RawConfig {
     /// What happens to lines that cannot be ingested.
     #[serde(default)]
     pub quarantine: RawQuarantine,
+    /// How `fhir-ingest daemon` runs.
+    #[serde(default)]
+    pub daemon: RawDaemon,
     /// The sources to ingest (`[[sources]]`), at least one.
     #[serde(default)]
     pub sources: Vec<RawSource>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// Address of the `/healthz` and `/metrics` (Prometheus) endpoint. Default
+    /// `127.0.0.1:9464`; port 0 picks a free port (printed at start).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Sources running at the same time at most. Default 2.
+    #[serde(default = "default_max_concurrent_sources")]
+    pub max_concurrent_sources: usize,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_concurrent_sources: default_max_concurrent_sources(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_max_concurrent_sources() -> usize {
+    2
+}
+
+/// Validated `[daemon]`.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Where `/healthz` and `/metrics` are served.
+    pub listen: std::net::SocketAddr,
+    /// Sources running at the same time at most.
+    pub max_concurrent_sources: NonZeroUsize,
 }
 
 /// `[warehouse]`.
@@ -283,6 +324,10 @@ pub struct RawSource {
     /// `[sources.bulk.auth]` table ([`AuthConfig`]). Default: none (required for `bulk`).
     #[serde(default)]
     pub bulk: Option<BulkConfig>,
+    /// When `fhir-ingest daemon` runs this source: a cron expression in UTC, five fields
+    /// (`minute hour day month weekday`, e.g. `"0 2 * * *"` for 02:00 every night) or six
+    /// with seconds first. Default: none (the daemon does not run the source; `run` does).
+    pub schedule: Option<String>,
 }
 
 /// The validated configuration.
@@ -298,6 +343,8 @@ pub struct Config {
     pub decode: DecodeConfig,
     /// Rejection threshold.
     pub max_rejected_fraction: f64,
+    /// How the daemon runs.
+    pub daemon: DaemonConfig,
     /// The sources, in file order.
     pub sources: Vec<SourceConfig>,
 }
@@ -459,6 +506,8 @@ pub struct SourceConfig {
     pub name: String,
     /// Where its data is.
     pub kind: SourceKind,
+    /// When the daemon runs it.
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 /// The kinds of source.
@@ -575,17 +624,37 @@ impl Config {
                     ));
                 }
             };
+            let schedule = match &source.schedule {
+                Some(expression) => Some(
+                    crate::schedule::Schedule::parse(expression)
+                        .map_err(|e| invalid(&key("schedule"), e.to_string()))?,
+                ),
+                None => None,
+            };
             sources.push(SourceConfig {
                 name: source.name,
                 kind,
+                schedule,
             });
         }
+        let listen = raw.daemon.listen.parse().map_err(|e| {
+            invalid(
+                "daemon.listen",
+                format!("{:?}: {e} (expected host:port)", raw.daemon.listen),
+            )
+        })?;
+        let max_concurrent_sources = NonZeroUsize::new(raw.daemon.max_concurrent_sources)
+            .ok_or_else(|| invalid("daemon.max_concurrent_sources", "must be at least 1".into()))?;
         Ok(Self {
             path: path.into(),
             warehouse,
             parquet: validate_parquet(&raw.parquet, path)?,
             decode: validate_decode(&raw.decode, path)?,
             max_rejected_fraction: fraction,
+            daemon: DaemonConfig {
+                listen,
+                max_concurrent_sources,
+            },
             sources,
         })
     }
@@ -824,6 +893,39 @@ mod tests {
             config.parquet.compression,
             Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
         );
+    }
+
+    #[test]
+    fn schedules_and_daemon_settings_are_validated() {
+        let config = Config::parse(
+            &format!("[daemon]\nlisten = \"127.0.0.1:0\"\nmax_concurrent_sources = 3\n{MINIMAL}schedule = \"*/5 * * * *\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.daemon.max_concurrent_sources.get(), 3);
+        assert_eq!(
+            config.sources[0].schedule.as_ref().unwrap().expression(),
+            "*/5 * * * *"
+        );
+        let defaults = Config::parse(MINIMAL, Path::new("p.toml")).unwrap();
+        assert_eq!(defaults.daemon.listen.to_string(), "127.0.0.1:9464");
+        assert!(defaults.sources[0].schedule.is_none());
+        for (extra, key) in [
+            ("[daemon]\nlisten = \"nowhere\"\n", "daemon.listen"),
+            (
+                "[daemon]\nmax_concurrent_sources = 0\n",
+                "daemon.max_concurrent_sources",
+            ),
+        ] {
+            let err = Config::parse(&format!("{extra}{MINIMAL}"), Path::new("p.toml")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = Config::parse(
+            &format!("{MINIMAL}schedule = \"every night\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sources[0].schedule"), "{err}");
     }
 
     #[test]

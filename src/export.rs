@@ -16,6 +16,7 @@
 //! an export twice.
 
 use std::{
+    collections::BTreeMap,
     io::{self, Read},
     sync::{
         Arc, Mutex, OnceLock,
@@ -106,7 +107,7 @@ pub fn run(
     if options.handle_signals {
         install_signal_watcher(&runtime);
     }
-    let _active = ActiveGuard;
+    let _active = ActiveGuard(source.clone());
     let prepared = runtime.block_on(prepare(warehouse, &state, &client, progress))?;
     let gone = Arc::new(AtomicBool::new(false));
     let downloaded = Arc::new(AtomicU64::new(0));
@@ -431,7 +432,7 @@ fn poll_line(update: &PollProgress, printed: &mut u32) -> Option<String> {
     ))
 }
 
-/// The export a signal must cancel: set once its status URL is known, cleared when the
+/// An export a signal must cancel: set once its status URL is known, cleared when the
 /// run ends (by [`ActiveGuard`]).
 struct Active {
     client: BulkClient,
@@ -439,7 +440,8 @@ struct Active {
     status_url: Option<String>,
 }
 
-static ACTIVE: Mutex<Option<Active>> = Mutex::new(None);
+/// The exports in flight, by source (the daemon runs several sources at once).
+static ACTIVE: Mutex<BTreeMap<String, Active>> = Mutex::new(BTreeMap::new());
 static WATCHER: OnceLock<()> = OnceLock::new();
 
 fn set_active(client: &BulkClient, state: &SourceState, kickoff: &KickOff) {
@@ -448,52 +450,61 @@ fn set_active(client: &BulkClient, state: &SourceState, kickoff: &KickOff) {
         KickOff::Complete(_) => None,
     };
     if let Ok(mut active) = ACTIVE.lock() {
-        *active = Some(Active {
+        let export = Active {
             client: client.clone(),
             state: state.clone(),
             status_url,
-        });
+        };
+        active.insert(state.source().to_owned(), export);
     }
 }
 
-/// Clears the active export when a run ends, however it ends.
-struct ActiveGuard;
+/// Clears a source's active export when its run ends, however it ends.
+struct ActiveGuard(String);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         if let Ok(mut active) = ACTIVE.lock() {
-            *active = None;
+            active.remove(&self.0);
         }
     }
 }
 
-/// Once per process: on Ctrl-C or SIGTERM, cancel the active export (DELETE on its status
-/// URL, in-flight record removed; nothing of its run is committed, so the checkpoint
-/// stays) and exit with status 130. Staged files of the run are leftovers no manifest
-/// lists.
+/// Cancels every export in flight (DELETE on its status URL, in-flight record removed;
+/// nothing of its run is committed, so the checkpoint stays); returns how many. Staged
+/// files of those runs are leftovers no manifest lists.
+pub async fn cancel_active_exports() -> usize {
+    let active = ACTIVE
+        .lock()
+        .map(|mut a| std::mem::take(&mut *a))
+        .unwrap_or_default();
+    for (source, export) in &active {
+        eprintln!("cancelling the export of source {source}; its checkpoint is unchanged");
+        if let Some(url) = &export.status_url
+            && let Err(e) = export.client.cancel(url).await
+        {
+            eprintln!("cancelling the export of source {source} on the server: {e}");
+        }
+        let _ = export.state.clear_in_flight().await;
+    }
+    active.len()
+}
+
+/// Once per process: on Ctrl-C or SIGTERM, cancel the exports in flight and exit with
+/// status 130.
 fn install_signal_watcher(runtime: &Handle) {
     WATCHER.get_or_init(|| {
         runtime.spawn(async {
             shutdown_signal().await;
-            let active = ACTIVE.lock().ok().and_then(|mut a| a.take());
-            if let Some(active) = active {
-                eprintln!("signal received: cancelling the export; the checkpoint is unchanged");
-                if let Some(url) = &active.status_url
-                    && let Err(e) = active.client.cancel(url).await
-                {
-                    eprintln!("cancelling the export on the server: {e}");
-                }
-                let _ = active.state.clear_in_flight().await;
-            } else {
-                eprintln!("signal received: stopping");
-            }
+            eprintln!("signal received: stopping");
+            cancel_active_exports().await;
             std::process::exit(130);
         });
     });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -33,6 +33,7 @@ pub mod rebuild;
 pub mod schedule;
 pub mod schema;
 pub mod sink;
+pub mod source;
 pub mod state;
 pub mod status;
 pub mod warehouse;

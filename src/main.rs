@@ -7,17 +7,22 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 use clap::{Parser, Subcommand};
 use fhir_ingest::{
     auth::redact_url,
+    bulk::BulkClient,
     compact::{self, Compacted},
-    config::{Config, ParquetConfig, SourceKind, WarehouseConfig},
+    config::{Config, ParquetConfig, SourceConfig, SourceKind, WarehouseConfig},
     decode::temporal,
-    export::{self, BulkRunOptions, BulkSummary},
-    input,
-    pipeline::{self, Outcome, RunOptions, RunSummary},
+    export, input,
+    metrics::{self, Metrics, RunOutcome, RunTotals},
+    pipeline::{Outcome, RunSummary},
     rebuild,
+    schedule::{self, ScheduledSource, StopSignal},
     schema::{self, Registry},
+    source::{self, RunContext, SourceRun},
+    state::SourceState,
     status,
     warehouse::Warehouse,
 };
@@ -32,12 +37,43 @@ const EXIT_TOO_MANY_REJECTED: u8 = 4;
 /// Exit status: 0 success; 1 error (nothing committed); 2 bad command line;
 /// 3 committed, but some lines were rejected (see the quarantine);
 /// 4 more lines rejected than `quarantine.max_rejected_fraction` allows (nothing committed);
-/// 130 a bulk export cancelled by Ctrl-C or SIGTERM (checkpoint unchanged).
+/// 130 stopped by Ctrl-C or SIGTERM (exports in flight cancelled, nothing half-written
+/// committed, checkpoints unchanged).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
+    /// How progress and log lines are written to stderr: `text`, or `json` (one object
+    /// a line, for log shippers). Secrets never appear in either.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of log lines.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Plain lines.
+    Text,
+    /// One JSON object a line: time, level, message.
+    Json,
+}
+
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Writes one log line to stderr in the chosen format.
+fn log(message: &str) {
+    match LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text) {
+        LogFormat::Text => eprintln!("  {message}"),
+        LogFormat::Json => {
+            let line = serde_json::json!({
+                "time": fhir_ingest::pipeline::now_rfc3339(),
+                "level": "info",
+                "message": message,
+            });
+            eprintln!("{line}");
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -130,6 +166,25 @@ enum Command {
         #[arg(long)]
         target_mib: Option<usize>,
     },
+    /// Run each source on its cron schedule (`schedule` in its `[[sources]]`) until
+    /// Ctrl-C or SIGTERM, serving `/healthz` and Prometheus `/metrics`.
+    ///
+    /// A source never runs twice at once (a firing during its run is skipped); at most
+    /// `daemon.max_concurrent_sources` run together. On Ctrl-C or SIGTERM the exports in
+    /// flight are cancelled on the server and the process exits (130 if runs were in
+    /// progress, 0 otherwise): nothing half-written is committed and checkpoints stay.
+    Daemon {
+        /// The configuration file.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+    },
+    /// Check the configuration, reach each server's `metadata` and the warehouse, and
+    /// say what each source would ingest, without writing anything.
+    ValidateConfig {
+        /// The configuration file.
+        #[arg(long, short, default_value = "pipeline.toml")]
+        config: PathBuf,
+    },
     /// Show or regenerate the table schemas.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -194,8 +249,11 @@ fn main() -> ExitCode {
 }
 
 fn run_cli(cli: Cli) -> Result<ExitCode> {
+    let _ = LOG_FORMAT.set(cli.log_format);
     match cli.command {
         Command::Run { config, source } => run_sources(&config, source.as_deref()),
+        Command::Daemon { config } => daemon(&Config::load(&config)?),
+        Command::ValidateConfig { config } => validate_config(&Config::load(&config)?),
         Command::Convert {
             inputs,
             out,
@@ -368,106 +426,290 @@ fn run_config(
         .enable_all()
         .build()?;
     let warehouse = open_checked(&config.warehouse, &runtime, false)?;
+    let cx = RunContext {
+        config,
+        warehouse: &warehouse,
+        registry,
+        runtime: runtime.handle().clone(),
+        transaction_time,
+        handle_signals: true,
+    };
     let mut worst = ExitCode::SUCCESS;
     for source in config
         .sources
         .iter()
         .filter(|s| only.is_none_or(|n| n == s.name))
     {
-        let options = RunOptions {
-            source: source.name.clone(),
-            inputs: Vec::new(),
-            transaction_time: transaction_time.clone(),
-            decode: config.decode.clone(),
-            parquet: config.parquet.clone(),
-            partition_by: config.warehouse.partition_by,
-            max_rejected_fraction: config.max_rejected_fraction,
-            parallel_files: std::num::NonZeroUsize::MIN,
-            deleted: Vec::new(),
-            server_errors: Vec::new(),
-        };
-        let progress = |line: &str| eprintln!("  {line}");
-        let summary = match &source.kind {
-            SourceKind::Files { paths } => {
-                let options = RunOptions {
-                    inputs: input::discover(paths, &registry)?,
-                    ..options
-                };
-                eprintln!(
-                    "source {}: {} files -> {}",
-                    source.name,
-                    options.inputs.len(),
-                    warehouse.root()
-                );
-                pipeline::run(
-                    &warehouse,
-                    registry.clone(),
-                    options,
-                    runtime.handle().clone(),
-                    &progress,
-                )
-                .with_context(|| format!("source {}", source.name))?
-            }
-            SourceKind::Bulk { client } => {
-                eprintln!(
-                    "source {}: Bulk Data export from {} -> {}",
-                    source.name,
-                    redact_url(&client.base_url),
-                    warehouse.root()
-                );
-                let bulk = BulkRunOptions {
-                    client,
-                    pipeline: options,
-                    handle_signals: true,
-                };
-                let summary = export::run(
-                    &warehouse,
-                    registry.clone(),
-                    bulk,
-                    runtime.handle().clone(),
-                    &progress,
-                )
-                .with_context(|| format!("source {}", source.name))?;
-                print_bulk_summary(&summary);
-                summary.run
-            }
-        };
-        print_summary(&summary);
-        worst = match summary.outcome {
+        let run = source::run(&cx, source, &log)?;
+        print_run(&run);
+        worst = match run.summary.outcome {
             Outcome::Complete | Outcome::AlreadyCommitted | Outcome::CommittedByAnother => worst,
             Outcome::Partial => ExitCode::from(EXIT_PARTIAL),
             Outcome::TooManyRejected => return Ok(ExitCode::from(EXIT_TOO_MANY_REJECTED)),
         };
-        if config.warehouse.compact_after_run
-            && matches!(summary.outcome, Outcome::Complete | Outcome::Partial)
-        {
-            for table in summary.manifest.tables.keys() {
-                let result = compact::compact_table(
-                    &warehouse,
-                    &registry,
-                    table,
-                    config.warehouse.compact_target_bytes,
-                    &config.parquet,
-                    runtime.handle().clone(),
-                )
-                .with_context(|| format!("compacting {table}"))?;
-                print_compacted(table, &result);
-            }
-        }
     }
     Ok(worst)
 }
 
-fn print_bulk_summary(summary: &BulkSummary) {
-    let m = &summary.run.manifest;
+/// The human summary of a source's run, on stdout.
+fn print_run(run: &SourceRun) {
+    if let Some(export) = &run.export {
+        print_export(&run.summary, export);
+    }
+    print_summary(&run.summary);
+    for (table, result) in &run.compacted {
+        print_compacted(table, result);
+    }
+}
+
+/// Runs the scheduled sources until a signal; see `Command::Daemon`.
+fn daemon(config: &Config) -> Result<ExitCode> {
+    let scheduled: Vec<ScheduledSource> = config
+        .sources
+        .iter()
+        .filter_map(|s| {
+            s.schedule.clone().map(|schedule| ScheduledSource {
+                name: s.name.clone(),
+                schedule,
+            })
+        })
+        .collect();
+    if scheduled.is_empty() {
+        bail!(
+            "no source in {} has a schedule: add e.g. schedule = \"0 2 * * *\" to a [[sources]]",
+            config.path.display()
+        );
+    }
+    let registry = Arc::new(Registry::embedded()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let warehouse = open_checked(&config.warehouse, &runtime, false)?;
+    let metrics = Arc::new(Metrics::default());
+    for s in &scheduled {
+        metrics.register(&s.name);
+    }
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let (address, _server) = runtime.block_on(metrics::serve(
+        config.daemon.listen,
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ))?;
+    log(&format!(
+        "daemon: {} scheduled sources; /healthz and /metrics on http://{address}",
+        scheduled.len()
+    ));
+    for s in &scheduled {
+        let next = s
+            .schedule
+            .next_after(chrono::Utc::now())
+            .map_or("never".into(), |t| t.to_rfc3339());
+        log(&format!(
+            "source {}: schedule {:?}, next run {next}",
+            s.name,
+            s.schedule.expression()
+        ));
+    }
+    let signal_running = running.clone();
+    runtime.spawn(async move {
+        export::shutdown_signal().await;
+        log("signal received: stopping; no new runs start");
+        let _ = shutdown_tx.send(true);
+        let cancelled = export::cancel_active_exports().await;
+        let busy = signal_running.load(std::sync::atomic::Ordering::SeqCst);
+        // Runs in progress are abandoned: nothing they wrote is committed.
+        std::process::exit(if busy > 0 || cancelled > 0 { 130 } else { 0 });
+    });
+    let config = Arc::new(config.clone());
+    let handle = runtime.handle().clone();
+    let tally = runtime.block_on(schedule::run_daemon(
+        scheduled,
+        config.daemon.max_concurrent_sources.get(),
+        shutdown_rx,
+        StopSignal::default(),
+        move |name, _stop| {
+            running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            run_scheduled(
+                &config,
+                &warehouse,
+                registry.clone(),
+                handle.clone(),
+                &metrics,
+                name,
+            );
+            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        },
+    ));
+    for (source, t) in tally {
+        log(&format!(
+            "source {source}: {} runs started, {} firings skipped",
+            t.started, t.skipped
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One scheduled run of `name`: its summary to the log, its totals to the metrics.
+fn run_scheduled(
+    config: &Config,
+    warehouse: &Warehouse,
+    registry: Arc<Registry>,
+    runtime: tokio::runtime::Handle,
+    metrics: &Metrics,
+    name: &str,
+) {
+    let Some(source) = config.sources.iter().find(|s| s.name == name) else {
+        return;
+    };
+    let cx = RunContext {
+        config,
+        warehouse,
+        registry,
+        runtime,
+        transaction_time: None,
+        handle_signals: false,
+    };
+    metrics.run_started(name);
+    let started = std::time::Instant::now();
+    match source::run(&cx, source, &log) {
+        Ok(run) => {
+            let m = &run.summary.manifest;
+            let outcome = match run.summary.outcome {
+                Outcome::Complete | Outcome::AlreadyCommitted | Outcome::CommittedByAnother => {
+                    RunOutcome::Success
+                }
+                Outcome::Partial => RunOutcome::Partial,
+                Outcome::TooManyRejected => RunOutcome::Failure,
+            };
+            let totals = RunTotals {
+                rows: m.tables.values().map(|t| t.rows).sum(),
+                bytes_in: m.input.bytes,
+                bytes_out: m
+                    .tables
+                    .values()
+                    .flat_map(|t| &t.files)
+                    .map(|f| f.bytes)
+                    .sum(),
+                rejected: m.rejected.lines,
+            };
+            log(&format!(
+                "source {name}: run {} {:?}: {} rows, {} rejected, {:.1} s",
+                m.run_id,
+                run.summary.outcome,
+                totals.rows,
+                totals.rejected,
+                run.summary.elapsed.as_secs_f64()
+            ));
+            metrics.run_finished(name, outcome, totals, started.elapsed());
+        }
+        Err(e) => {
+            log(&format!("source {name}: run failed: {e}"));
+            metrics.run_finished(
+                name,
+                RunOutcome::Failure,
+                RunTotals::default(),
+                started.elapsed(),
+            );
+        }
+    }
+}
+
+/// Checks what `run` would need, writing nothing; see `Command::ValidateConfig`.
+fn validate_config(config: &Config) -> Result<ExitCode> {
+    println!("config {}: valid", config.path.display());
+    let registry = Registry::embedded()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let warehouse = open_checked(&config.warehouse, &runtime, true)?;
+    println!("warehouse {}: reachable", warehouse.root());
+    let mut failed = false;
+    for source in &config.sources {
+        let schedule = source.schedule.as_ref().map_or("run only".into(), |s| {
+            format!("schedule {:?}", s.expression())
+        });
+        match &source.kind {
+            SourceKind::Files { paths } => match input::discover(paths, &registry) {
+                Ok(files) => println!(
+                    "source {} ({schedule}): {} NDJSON files to ingest",
+                    source.name,
+                    files.len()
+                ),
+                Err(e) => {
+                    failed = true;
+                    println!("source {}: {e}", source.name);
+                }
+            },
+            SourceKind::Bulk { client } => {
+                if let Err(e) = validate_bulk(source, client, &warehouse, &runtime, &schedule) {
+                    failed = true;
+                    println!("source {}: {e:#}", source.name);
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reaches a bulk source's server and says what the next run would ask for.
+fn validate_bulk(
+    source: &SourceConfig,
+    client: &fhir_ingest::bulk::BulkConfig,
+    warehouse: &Warehouse,
+    runtime: &tokio::runtime::Runtime,
+    schedule: &str,
+) -> Result<()> {
+    let bulk = BulkClient::new(client.clone())?;
+    let (fhir_version, software) = runtime.block_on(bulk.metadata())?;
+    let state = SourceState::new(warehouse.store(), &source.name);
+    let (_, checkpoint) = runtime.block_on(state.checkpoint())?;
+    let in_flight = runtime.block_on(state.in_flight())?;
+    let since = checkpoint
+        .map(|c| format!("changes since {}", c.transaction_time))
+        .or_else(|| {
+            client
+                .since
+                .clone()
+                .map(|s| format!("changes since {s} (configured start)"))
+        })
+        .unwrap_or_else(|| "a full export".into());
+    let types = if client.types.is_empty() {
+        "all types".to_owned()
+    } else {
+        client.types.join(",")
+    };
+    println!(
+        "source {} ({schedule}): {} answers (FHIR {fhir_version}, {software}); next run: {}{} of {types} from {}",
+        source.name,
+        redact_url(&client.base_url),
+        if in_flight.is_some() {
+            "resume the export in flight, else "
+        } else {
+            ""
+        },
+        since,
+        bulk.kickoff_url()
+    );
+    Ok(())
+}
+
+fn print_export(summary: &RunSummary, export: &source::ExportInfo) {
+    let m = &summary.manifest;
     println!(
         "export of source {}: {}{}, transactionTime {}",
         m.source,
-        summary
+        export
             .since
             .as_deref()
             .map_or("full export".to_owned(), |s| format!("changes since {s}")),
-        if summary.resumed { " (resumed)" } else { "" },
+        if export.resumed { " (resumed)" } else { "" },
         m.transaction_time.as_deref().unwrap_or("-")
     );
     if !m.deleted.is_empty() {
@@ -485,7 +727,7 @@ fn print_bulk_summary(summary: &BulkSummary) {
     if m.input.skipped > 0 {
         println!("  {} Parameters header lines skipped", m.input.skipped);
     }
-    match &summary.checkpoint {
+    match &export.checkpoint {
         Some(c) => println!(
             "  checkpoint: next run asks for changes since {}",
             c.transaction_time
@@ -524,6 +766,29 @@ fn print_status(status: &status::Status) {
             s.last_finished_at,
             s.last_transaction_time.as_deref().unwrap_or("-")
         );
+    }
+    if !status.exports.is_empty() {
+        println!("bulk sources:");
+    }
+    for (source, e) in &status.exports {
+        let since =
+            e.checkpoint
+                .as_ref()
+                .map_or("none: the next run is a full export".to_owned(), |c| {
+                    format!(
+                        "#{} at transactionTime {} (run {})",
+                        e.checkpoint_seq, c.transaction_time, c.run_id
+                    )
+                });
+        println!("  {source:<20} checkpoint {since}");
+        if let Some(f) = &e.in_flight {
+            println!(
+                "  {:<20} export in flight since {} ({}), resumed by the next run",
+                "",
+                f.kicked_off_at,
+                redact_url(&f.status_url)
+            );
+        }
     }
     println!("compaction runs: {}", status.compactions);
     println!("tables (live files):");

@@ -16,7 +16,10 @@ use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, path::Path};
 use serde::Serialize;
 
-use crate::warehouse::{QUARANTINE_DIR, RunKind, Snapshot, Warehouse, WarehouseError};
+use crate::{
+    state::{Checkpoint, InFlight, SourceState},
+    warehouse::{QUARANTINE_DIR, RunKind, Snapshot, Warehouse, WarehouseError},
+};
 
 /// Errors of status and cleanup.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,9 @@ pub enum StatusError {
     /// Reading the warehouse failed.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    /// Reading a source's checkpoint failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// Listing or deleting objects failed.
     #[error("warehouse {path}: {source}")]
     Store {
@@ -32,6 +38,24 @@ pub enum StatusError {
         /// The store's error.
         source: object_store::Error,
     },
+}
+
+/// The sources with state under `_state/<source>/`.
+fn state_sources(objects: &[ObjectMeta]) -> Vec<String> {
+    let mut sources: Vec<String> = objects
+        .iter()
+        .filter_map(|o| {
+            o.location
+                .as_ref()
+                .strip_prefix("_state/")?
+                .split('/')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    sources.sort();
+    sources.dedup();
+    sources
 }
 
 /// One object that is not part of the warehouse.
@@ -81,6 +105,19 @@ pub struct Status {
     pub replaced: Vec<Leftover>,
     /// Quarantine files: those of committed runs, and those of runs never committed.
     pub quarantine: QuarantineStatus,
+    /// Bulk sources: checkpoint and export in flight, from `_state/`.
+    pub exports: BTreeMap<String, ExportStatus>,
+}
+
+/// Where a bulk source stands.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ExportStatus {
+    /// Number of the current checkpoint (0: none yet).
+    pub checkpoint_seq: u64,
+    /// The current checkpoint: the next run asks for changes since its transactionTime.
+    pub checkpoint: Option<Checkpoint>,
+    /// An export kicked off and not yet committed (the next run resumes it).
+    pub in_flight: Option<InFlight>,
 }
 
 /// Live data of one table.
@@ -127,6 +164,19 @@ pub async fn status(warehouse: &Warehouse, now: i64) -> Result<Status, StatusErr
             let at = commit_times.get(&run.run_id).copied().unwrap_or(now);
             replaced_at.entry(path.as_str()).or_insert(at);
         }
+    }
+    for source in state_sources(&objects) {
+        let state = SourceState::new(warehouse.store(), &source);
+        let (checkpoint_seq, checkpoint) = state.checkpoint().await?;
+        let in_flight = state.in_flight().await?;
+        status.exports.insert(
+            source,
+            ExportStatus {
+                checkpoint_seq,
+                checkpoint,
+                in_flight,
+            },
+        );
     }
     for object in &objects {
         let path = object.location.as_ref();

@@ -115,6 +115,10 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
     let mut state = state.lock().unwrap();
     let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     match (req.method.as_str(), parts.as_slice()) {
+        ("GET", ["fhir", "metadata"]) => json(
+            200,
+            json!({"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1", "software": {"name": "mock"}}),
+        ),
         ("GET", ["fhir", "$export"]) => {
             if req.header("accept") != Some("application/fhir+json")
                 || req.header("prefer") != Some("respond-async")
@@ -542,4 +546,271 @@ fn synchronous_export_with_oneup_client_headers() {
         assert_eq!(request.header("x-oneup-user-id"), Some("client"));
         assert_eq!(request.header("authorization"), None);
     }
+}
+
+/// A `daemon` configuration: the bulk source on `schedule`, metrics on a free port.
+fn write_daemon_config(dir: &Path, base: &str, schedule: &str) -> std::path::PathBuf {
+    let path = write_config(dir, base);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "kind = \"bulk\"\n",
+        &format!("kind = \"bulk\"\nschedule = \"{schedule}\"\n"),
+    );
+    let text = text.replace(
+        "[decode]\n",
+        "[daemon]\nlisten = \"127.0.0.1:0\"\n[decode]\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts `fhir-ingest daemon` and returns it with the metrics address it printed.
+#[cfg(unix)]
+fn start_daemon(
+    config: &Path,
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
+        .args(["daemon", "--config"])
+        .arg(config)
+        .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
+        .env_remove(fhir_ingest::failpoint::ENV)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                if let Some(at) = line.find("http://") {
+                    return (child, line[at + "http://".len()..].trim().to_owned(), rx);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon did not print its address within 20 s");
+            }
+        }
+    }
+}
+
+/// GET `path` from the daemon's endpoint.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[cfg(unix)]
+fn sigterm(child: std::process::Child) -> Option<i32> {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait_with_output().unwrap().status.code()
+}
+
+#[cfg(unix)]
+#[test]
+fn daemon_runs_a_source_on_its_schedule_and_reports_the_runs() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_daemon_config(dir.path(), &server.mock.base, "*/2 * * * * *");
+    let root = dir.path().join("wh");
+    let (child, address, log) = start_daemon(&config);
+    assert!(http_get(&address, "/healthz").ends_with("\r\n\r\nok\n"));
+    let successes = "fhir_ingest_runs_total{source=\"ehr\",outcome=\"success\"}";
+    let started = Instant::now();
+    let mut body = String::new();
+    while metric(&body, successes) < 2.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "two runs within 30 s:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        body = http_get(&address, "/metrics");
+    }
+    assert!(
+        metric(&body, "fhir_ingest_rows_total{source=\"ehr\"}") >= 8.0,
+        "{body}"
+    );
+    assert!(
+        metric(
+            &body,
+            "fhir_ingest_last_success_timestamp_seconds{source=\"ehr\"}"
+        ) > 1.7e9,
+        "{body}"
+    );
+    let code = sigterm(child);
+    let lines: Vec<String> = log.try_iter().collect();
+    assert!(
+        matches!(code, Some(0) | Some(130)),
+        "{code:?}\n{}",
+        lines.join("\n")
+    );
+    assert!(!lines.join("\n").contains("s3cret"), "secret in the log");
+    // The scheduled runs were incremental: the first full, the next ones since T1, T2...
+    let kickoffs = server.state.lock().unwrap().kickoffs.clone();
+    assert_eq!(kickoffs[0], None);
+    assert_eq!(kickoffs[1].as_deref(), Some(T1));
+    // Every committed run moved the checkpoint; whatever a stop cut short is not committed.
+    let (seq, checkpoint) = checkpoint(&root);
+    assert!(seq >= 2, "{seq}");
+    assert!(checkpoint.is_some());
+    assert_eq!(committed(&root), expected_after_two_runs());
+}
+
+#[cfg(unix)]
+#[test]
+fn daemon_stopped_mid_run_cancels_the_export_and_keeps_the_checkpoint() {
+    let server = server();
+    server.state.lock().unwrap().never_complete = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_daemon_config(dir.path(), &server.mock.base, "* * * * * *");
+    let root = dir.path().join("wh");
+    let (child, _address, _log) = start_daemon(&config);
+    let started = Instant::now();
+    while server.mock.requests_to("GET", "/status/0").len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no polling");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sigterm(child), Some(130));
+    assert_eq!(server.mock.requests_to("DELETE", "/status/0").len(), 1);
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(committed(&root).is_empty());
+    assert!(!root.join("_state/ehr/in-flight.json").exists());
+    assert_eq!(
+        server.state.lock().unwrap().kickoffs.len(),
+        1,
+        "never two runs of a source at once"
+    );
+}
+
+#[test]
+fn status_shows_the_checkpoint_of_each_bulk_source() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    assert_ok(&run(&config, None));
+    let status = |json: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"));
+        command.args(["status", "--config"]).arg(&config);
+        if json {
+            command.arg("--json");
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = status(false);
+    assert!(
+        text.contains(&format!("checkpoint #1 at transactionTime {T1}")),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(json["exports"]["ehr"]["checkpoint_seq"], 1);
+    assert_eq!(json["exports"]["ehr"]["checkpoint"]["transaction_time"], T1);
+    assert!(json["exports"]["ehr"]["in_flight"].is_null());
+}
+
+#[test]
+fn validate_config_reaches_the_server_and_says_what_would_run_without_writing() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let validate = || {
+        Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
+            .args(["validate-config", "--config"])
+            .arg(&config)
+            .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
+            .output()
+            .unwrap()
+    };
+    let output = validate();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("FHIR 4.0.1, mock") && text.contains("a full export"),
+        "{text}"
+    );
+    assert_eq!(
+        server.mock.requests_to("GET", "/fhir/metadata")[0].header("authorization"),
+        Some("Bearer s3cret-token")
+    );
+    assert!(
+        server.mock.requests_to("GET", "/fhir/$export").is_empty(),
+        "nothing kicked off"
+    );
+    assert!(!text.contains("s3cret"));
+    assert_ok(&run(&config, None));
+    let text = String::from_utf8_lossy(&validate().stdout).into_owned();
+    assert!(text.contains(&format!("changes since {T1}")), "{text}");
+}
+
+#[test]
+fn json_log_lines_for_log_shippers() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let output = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Bulk Data export")),
+        "{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"] == "info" && l["time"].is_string())
+    );
 }

@@ -599,6 +599,44 @@ impl BulkClient {
         }
     }
 
+    /// Fetches the server's CapabilityStatement (`[base]/metadata`) with the configured
+    /// credentials: proof that the server answers and accepts them. Returns its
+    /// `fhirVersion` and `software.name` (`?` when absent).
+    pub async fn metadata(&self) -> Result<(String, String), BulkError> {
+        let url = format!("{}/metadata", self.inner.cfg.base_url.trim_end_matches('/'));
+        let resp = self
+            .inner
+            .execute(Req {
+                method: Method::GET,
+                url: &url,
+                accept: FHIR_JSON,
+                body: None,
+                headers: HeaderMap::new(),
+                credentials: true,
+                identity: false,
+                total_timeout: true,
+                context: "metadata",
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(server_error("metadata", &url, resp).await);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| transport("metadata", &url, e))?;
+        let capability: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| BulkError::Protocol {
+                url: redact_url(&url),
+                message: format!("invalid CapabilityStatement JSON: {e}"),
+            })?;
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+        Ok((
+            text(&capability["fhirVersion"]),
+            text(&capability["software"]["name"]),
+        ))
+    }
+
     /// Sends `DELETE` to the status URL (cancels a running export or tells the server the
     /// files may be removed). `404`/`410` count as success (already gone).
     pub async fn cancel(&self, status_url: &str) -> Result<(), BulkError> {
