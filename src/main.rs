@@ -61,10 +61,20 @@ enum LogFormat {
 
 static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
+/// Whether a live progress line is on the terminal (log lines clear it first).
+static PROGRESS_LINE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Writes one log line to stderr in the chosen format.
 fn log(message: &str) {
     match LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text) {
-        LogFormat::Text => eprintln!("  {message}"),
+        LogFormat::Text => {
+            use std::io::Write as _;
+            let mut stderr = std::io::stderr().lock();
+            if PROGRESS_LINE.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = write!(stderr, "\r\x1b[2K");
+            }
+            let _ = writeln!(stderr, "  {message}");
+        }
         LogFormat::Json => {
             let line = serde_json::json!({
                 "time": fhir_ingest::pipeline::now_rfc3339(),
@@ -383,6 +393,57 @@ fn run_cli(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// While `run` works on a terminal (text logs), one status line redrawn four times a
+/// second: input files done, lines, MB of NDJSON and their rates. Stops when dropped.
+struct ProgressLine {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressLine {
+    fn start() -> Self {
+        use std::io::IsTerminal as _;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wanted = std::io::stderr().is_terminal() && LOG_FORMAT.get() != Some(&LogFormat::Json);
+        let ticker = wanted.then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::{io::Write as _, sync::atomic::Ordering::Relaxed};
+                let p = &fhir_ingest::pipeline::PROGRESS;
+                let started = std::time::Instant::now();
+                while !stop.load(Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                    let secs = started.elapsed().as_secs_f64().max(1e-3);
+                    let (lines, mb) = (p.lines.load(Relaxed), p.bytes.load(Relaxed) as f64 / 1e6);
+                    let mut stderr = std::io::stderr().lock();
+                    let _ = write!(
+                        stderr,
+                        "\r\x1b[2K  files {}/{} · {lines} lines ({:.0}/s) · {mb:.1} MB ({:.1} MB/s)",
+                        p.files_done.load(Relaxed),
+                        p.files_total.load(Relaxed),
+                        lines as f64 / secs,
+                        mb / secs,
+                    );
+                    let _ = stderr.flush();
+                    PROGRESS_LINE.store(true, Relaxed);
+                }
+            })
+        });
+        Self { stop, ticker }
+    }
+}
+
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+            eprint!("\r\x1b[2K");
+            PROGRESS_LINE.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 fn run_sources(config_path: &Path, only: Option<&str>) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
     run_config(&config, only, None)
@@ -440,7 +501,10 @@ fn run_config(
         .iter()
         .filter(|s| only.is_none_or(|n| n == s.name))
     {
-        let run = source::run(&cx, source, &log)?;
+        let progress_line = ProgressLine::start();
+        let run = source::run(&cx, source, &log);
+        drop(progress_line);
+        let run = run?;
         print_run(&run);
         worst = match run.summary.outcome {
             Outcome::Complete | Outcome::AlreadyCommitted | Outcome::CommittedByAnother => worst,

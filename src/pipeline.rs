@@ -24,7 +24,7 @@ use std::{
     num::NonZeroUsize,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         mpsc::{Receiver, SyncSender, sync_channel},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -106,6 +106,28 @@ pub struct RunOptions {
     pub server_errors: Vec<String>,
 }
 
+/// Counters of the runs in progress in this process, for a live progress display:
+/// decompressed NDJSON bytes read and lines decoded so far, input files done and known.
+#[derive(Debug)]
+pub struct Progress {
+    /// NDJSON bytes read (after decompression).
+    pub bytes: AtomicU64,
+    /// Lines decoded (or rejected).
+    pub lines: AtomicU64,
+    /// Input files read to their end.
+    pub files_done: AtomicU64,
+    /// Input files of the runs started.
+    pub files_total: AtomicU64,
+}
+
+/// The process's counters; every run adds to them.
+pub static PROGRESS: Progress = Progress {
+    bytes: AtomicU64::new(0),
+    lines: AtomicU64::new(0),
+    files_done: AtomicU64::new(0),
+    files_total: AtomicU64::new(0),
+};
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -163,6 +185,9 @@ pub fn run(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let started_at = now_rfc3339();
+    PROGRESS
+        .files_total
+        .fetch_add(options.inputs.len() as u64, Ordering::Relaxed);
     let run_id = match &options.transaction_time {
         Some(transaction_time) => export_run_id(&options.source, transaction_time),
         None => new_run_id(),
@@ -427,7 +452,12 @@ impl FileReader<'_> {
             buffer,
             |event| {
                 open = match event {
-                    ReadEvent::Chunk(chunk) => self.work_tx.send((origin.clone(), chunk)).is_ok(),
+                    ReadEvent::Chunk(chunk) => {
+                        PROGRESS
+                            .bytes
+                            .fetch_add(chunk.data.len() as u64, Ordering::Relaxed);
+                        self.work_tx.send((origin.clone(), chunk)).is_ok()
+                    }
                     ReadEvent::Rejected {
                         line,
                         rejection,
@@ -517,7 +547,9 @@ impl DecodeWorker {
 
     /// Decodes the lines of a chunk; false when the run is being torn down.
     fn decode_chunk(&mut self, origin: &LineOrigin, chunk: &Chunk) -> bool {
+        let mut decoded = 0;
         for (line_no, line) in input::lines(chunk) {
+            decoded += 1;
             let result = match line.len() as u64 {
                 length if length > self.max_line_bytes => Err(Rejection::LineTooLong {
                     length,
@@ -541,6 +573,7 @@ impl DecodeWorker {
                 }
             }
         }
+        PROGRESS.lines.fetch_add(decoded, Ordering::Relaxed);
         true
     }
 }
@@ -686,6 +719,7 @@ fn collect_reports(
     for report in reports {
         match report {
             Report::FileRead { file, totals } => {
+                PROGRESS.files_done.fetch_add(1, Ordering::Relaxed);
                 input.lines += totals.lines;
                 input.bytes += totals.bytes;
                 progress(&format!(
