@@ -17,7 +17,10 @@
 //! - [`pipeline`]: one run, wiring input, decoders and writers with bounded channels;
 //! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost);
 //! - [`status`]: what a warehouse holds by the reader's rule, and cleanup of leftovers;
-//! - [`compact`]: small files of a table rewritten into larger ones, as a committed run.
+//! - [`compact`]: small files of a table rewritten into larger ones, as a committed run;
+//! - [`source`]: one run of a configured source, whatever its kind;
+//! - [`schedule`]: cron schedules and the daemon loop;
+//! - [`metrics`]: per-source counters, `/healthz` and `/metrics`.
 
 pub mod auth;
 pub mod bulk;

@@ -77,6 +77,24 @@ pub(crate) struct Req<'a> {
     pub context: &'static str,
 }
 
+impl<'a> Req<'a> {
+    /// A FHIR JSON request (`Accept: application/fhir+json`) with credentials, no body and
+    /// no extra headers, under the whole-request timeout.
+    fn fhir_json(method: Method, url: &'a str, context: &'static str) -> Self {
+        Req {
+            method,
+            url,
+            accept: FHIR_JSON,
+            body: None,
+            headers: HeaderMap::new(),
+            credentials: true,
+            identity: false,
+            total_timeout: true,
+            context,
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub cfg: BulkConfig,
     http: reqwest::Client,
@@ -441,17 +459,7 @@ impl BulkClient {
     pub async fn poll_once(&self, status_url: &str, attempt: u32) -> Result<PollStatus, BulkError> {
         let inner = &self.inner;
         let resp = inner
-            .execute(Req {
-                method: Method::GET,
-                url: status_url,
-                accept: FHIR_JSON,
-                body: None,
-                headers: HeaderMap::new(),
-                credentials: true,
-                identity: false,
-                total_timeout: true,
-                context: "status poll",
-            })
+            .execute(Req::fhir_json(Method::GET, status_url, "status poll"))
             .await?;
         let status = resp.status();
         let (min, max) = (inner.cfg.poll_min(), inner.cfg.poll_max());
@@ -562,17 +570,7 @@ impl BulkClient {
         let mut attempt = 0;
         loop {
             let result = inner
-                .execute(Req {
-                    method: Method::GET,
-                    url,
-                    accept: FHIR_JSON,
-                    body: None,
-                    headers: HeaderMap::new(),
-                    credentials: true,
-                    identity: false,
-                    total_timeout: true,
-                    context: "manifest page",
-                })
+                .execute(Req::fhir_json(Method::GET, url, "manifest page"))
                 .await;
             let err = match result {
                 Ok(resp) if resp.status() == StatusCode::OK => {
@@ -606,17 +604,7 @@ impl BulkClient {
         let url = format!("{}/metadata", self.inner.cfg.base_url.trim_end_matches('/'));
         let resp = self
             .inner
-            .execute(Req {
-                method: Method::GET,
-                url: &url,
-                accept: FHIR_JSON,
-                body: None,
-                headers: HeaderMap::new(),
-                credentials: true,
-                identity: false,
-                total_timeout: true,
-                context: "metadata",
-            })
+            .execute(Req::fhir_json(Method::GET, &url, "metadata"))
             .await?;
         if !resp.status().is_success() {
             return Err(server_error("metadata", &url, resp).await);
@@ -642,17 +630,7 @@ impl BulkClient {
     pub async fn cancel(&self, status_url: &str) -> Result<(), BulkError> {
         let resp = self
             .inner
-            .execute(Req {
-                method: Method::DELETE,
-                url: status_url,
-                accept: FHIR_JSON,
-                body: None,
-                headers: HeaderMap::new(),
-                credentials: true,
-                identity: false,
-                total_timeout: true,
-                context: "delete export",
-            })
+            .execute(Req::fhir_json(Method::DELETE, status_url, "delete export"))
             .await?;
         let status = resp.status();
         if status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::GONE {

@@ -2,7 +2,7 @@
 //!
 //! Each line is parsed by simd-json into a flat tape (no DOM); the tape is walked once
 //! into column decoders prepared per resource type ([`column`]). Whatever the typed
-//! columns cannot hold goes to the row's `_overflow` ([`overflow`]); a line that is not a
+//! columns cannot hold goes to the row's `_overflow` (module `overflow`); a line that is not a
 //! FHIR resource at all is rejected with a [`Rejection`] saying why.
 //!
 //! ```
