@@ -930,6 +930,9 @@ fn print_summary(summary: &RunSummary) {
             kinds.join(", "),
             m.rejected.quarantine.as_deref().unwrap_or("-")
         );
+        for first in &m.rejected.first {
+            println!("    {first}");
+        }
     }
     match summary.outcome {
         Outcome::Complete | Outcome::Partial => println!("  committed _runs/{}.json", m.run_id),

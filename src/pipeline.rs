@@ -47,6 +47,8 @@ use crate::{
     },
 };
 
+/// Rejections kept in the run manifest (all are in the quarantine).
+const FIRST_REJECTIONS: usize = 5;
 /// Batches of other tables after which a writer finishes a table's open file.
 const IDLE_BATCHES: u64 = 2;
 /// Decoded bytes of one type after which its batch is handed over even if not full.
@@ -740,8 +742,10 @@ fn collect_reports(
                     .by_reason
                     .entry(reason_kind(&rejection).to_owned())
                     .or_default() += 1;
-                if rejected.lines <= 5 {
-                    progress(&format!("rejected {file}:{line}: {rejection}"));
+                if rejected.first.len() < FIRST_REJECTIONS {
+                    let first = format!("{file}:{line}: {rejection}");
+                    progress(&format!("rejected {first}"));
+                    rejected.first.push(first);
                 }
                 quarantine_record(&mut record, &file, line, &rejection, &sample);
                 let writer = quarantine.get_or_insert_with(|| {

@@ -678,6 +678,9 @@ pub struct RejectedTotals {
     pub quarantine: Option<String>,
     /// Count per reason kind (first words of the reason).
     pub by_reason: BTreeMap<String, u64>,
+    /// The first few rejections, `file:line: reason`, for the morning's first look.
+    #[serde(default)]
+    pub first: Vec<String>,
 }
 
 #[cfg(test)]
