@@ -19,13 +19,14 @@
 //! - [`status`]: what a warehouse holds by the reader's rule, and cleanup of leftovers;
 //! - [`compact`]: small files of a table rewritten into larger ones, as a committed run;
 //! - [`source`]: one run of a configured source, whatever its kind;
-//! - [`schedule`]: cron schedules and the daemon loop;
+//! - [`schedule`], [`daemon`]: cron schedules, the daemon loop and its wiring;
 //! - [`metrics`]: per-source counters, `/healthz` and `/metrics`.
 
 pub mod auth;
 pub mod bulk;
 pub mod compact;
 pub mod config;
+pub mod daemon;
 pub mod decode;
 pub mod export;
 pub mod failpoint;

@@ -15,11 +15,9 @@ use fhir_ingest::{
     compact::{self, Compacted},
     config::{Config, ParquetConfig, SourceConfig, SourceKind, WarehouseConfig},
     decode::temporal,
-    export, input,
-    metrics::{self, Metrics, RunOutcome, RunTotals},
+    input,
     pipeline::{Outcome, RunSummary},
     rebuild,
-    schedule::{self, ScheduledSource, StopSignal},
     schema::{self, Registry},
     source::{self, RunContext, SourceRun},
     state::SourceState,
@@ -528,156 +526,13 @@ fn print_run(run: &SourceRun) {
 
 /// Runs the scheduled sources until a signal; see `Command::Daemon`.
 fn daemon(config: &Config) -> Result<ExitCode> {
-    let scheduled: Vec<ScheduledSource> = config
-        .sources
-        .iter()
-        .filter_map(|s| {
-            s.schedule.clone().map(|schedule| ScheduledSource {
-                name: s.name.clone(),
-                schedule,
-            })
-        })
-        .collect();
-    if scheduled.is_empty() {
-        bail!(
-            "no source in {} has a schedule: add e.g. schedule = \"0 2 * * *\" to a [[sources]]",
-            config.path.display()
-        );
-    }
-    let registry = Arc::new(Registry::embedded()?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let warehouse = open_checked(&config.warehouse, &runtime, false)?;
-    let metrics = Arc::new(Metrics::default());
-    for s in &scheduled {
-        metrics.register(&s.name);
-    }
-    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let (address, _server) = runtime.block_on(metrics::serve(
-        config.daemon.listen,
-        metrics.clone(),
-        shutdown_rx.clone(),
-    ))?;
-    log(&format!(
-        "daemon: {} scheduled sources; /healthz and /metrics on http://{address}",
-        scheduled.len()
-    ));
-    for s in &scheduled {
-        let next = s
-            .schedule
-            .next_after(chrono::Utc::now())
-            .map_or("never".into(), |t| t.to_rfc3339());
-        log(&format!(
-            "source {}: schedule {:?}, next run {next}",
-            s.name,
-            s.schedule.expression()
-        ));
-    }
-    let signal_running = running.clone();
-    runtime.spawn(async move {
-        export::shutdown_signal().await;
-        log("signal received: stopping; no new runs start");
-        let _ = shutdown_tx.send(true);
-        let cancelled = export::cancel_active_exports().await;
-        let busy = signal_running.load(std::sync::atomic::Ordering::SeqCst);
-        // Runs in progress are abandoned: nothing they wrote is committed.
-        std::process::exit(if busy > 0 || cancelled > 0 { 130 } else { 0 });
-    });
-    let config = Arc::new(config.clone());
-    let handle = runtime.handle().clone();
-    let tally = runtime.block_on(schedule::run_daemon(
-        scheduled,
-        config.daemon.max_concurrent_sources.get(),
-        shutdown_rx,
-        StopSignal::default(),
-        move |name, _stop| {
-            running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            run_scheduled(
-                &config,
-                &warehouse,
-                registry.clone(),
-                handle.clone(),
-                &metrics,
-                name,
-            );
-            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        },
-    ));
-    for (source, t) in tally {
-        log(&format!(
-            "source {source}: {} runs started, {} firings skipped",
-            t.started, t.skipped
-        ));
-    }
+    fhir_ingest::daemon::run(config, warehouse, &runtime, log)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// One scheduled run of `name`: its summary to the log, its totals to the metrics.
-fn run_scheduled(
-    config: &Config,
-    warehouse: &Warehouse,
-    registry: Arc<Registry>,
-    runtime: tokio::runtime::Handle,
-    metrics: &Metrics,
-    name: &str,
-) {
-    let Some(source) = config.sources.iter().find(|s| s.name == name) else {
-        return;
-    };
-    let cx = RunContext {
-        config,
-        warehouse,
-        registry,
-        runtime,
-        transaction_time: None,
-        handle_signals: false,
-    };
-    metrics.run_started(name);
-    let started = std::time::Instant::now();
-    match source::run(&cx, source, &log) {
-        Ok(run) => {
-            let m = &run.summary.manifest;
-            let outcome = match run.summary.outcome {
-                Outcome::Complete | Outcome::AlreadyCommitted | Outcome::CommittedByAnother => {
-                    RunOutcome::Success
-                }
-                Outcome::Partial => RunOutcome::Partial,
-                Outcome::TooManyRejected => RunOutcome::Failure,
-            };
-            let totals = RunTotals {
-                rows: m.tables.values().map(|t| t.rows).sum(),
-                bytes_in: m.input.bytes,
-                bytes_out: m
-                    .tables
-                    .values()
-                    .flat_map(|t| &t.files)
-                    .map(|f| f.bytes)
-                    .sum(),
-                rejected: m.rejected.lines,
-            };
-            log(&format!(
-                "source {name}: run {} {:?}: {} rows, {} rejected, {:.1} s",
-                m.run_id,
-                run.summary.outcome,
-                totals.rows,
-                totals.rejected,
-                run.summary.elapsed.as_secs_f64()
-            ));
-            metrics.run_finished(name, outcome, totals, started.elapsed());
-        }
-        Err(e) => {
-            log(&format!("source {name}: run failed: {e}"));
-            metrics.run_finished(
-                name,
-                RunOutcome::Failure,
-                RunTotals::default(),
-                started.elapsed(),
-            );
-        }
-    }
 }
 
 /// Checks what `run` would need, writing nothing; see `Command::ValidateConfig`.
