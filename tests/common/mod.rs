@@ -45,11 +45,7 @@ pub fn ingest(
 ) -> (Warehouse, RunSummary) {
     let registry = registry();
     let warehouse = Warehouse::open_local(root).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let options = RunOptions {
         source: "test".into(),
         inputs: input::discover(inputs, &registry).unwrap(),
@@ -79,11 +75,7 @@ pub fn ingest(
 /// Every committed resource of the warehouse, rebuilt.
 pub fn rebuild_all(warehouse: &Warehouse) -> Vec<Rebuilt> {
     let registry = registry();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let mut out = Vec::new();
         // The reader's rule: committed files minus replaced ones.
         for (resource_type, files) in warehouse.snapshot().await.unwrap().live_files() {
@@ -163,12 +155,19 @@ pub fn backends(test: &str) -> Vec<Backend> {
 }
 
 /// A small multi-threaded runtime for the store.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+///
+/// One for the whole test binary: an S3 client keeps pooled connections on the runtime
+/// that opened them, so a store used after that runtime is dropped fails with
+/// "runtime dropped the dispatch task" (regression: the racing-ingesters test on S3).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
 }
 
 /// Runs the pipeline over `inputs` into `warehouse` as source `test`.
