@@ -17,9 +17,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
-use object_store::{ObjectStoreExt, path::Path};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tokio::runtime::Handle;
 
 use crate::{
@@ -236,19 +233,9 @@ impl Output<'_> {
             path: file.path.clone(),
             reason,
         };
-        let bytes: Bytes = self
+        let reader = self
             .runtime
-            .block_on(async {
-                self.warehouse
-                    .store()
-                    .get(&Path::from(file.path.as_str()))
-                    .await?
-                    .bytes()
-                    .await
-            })
-            .map_err(|e| read_error(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|b| b.with_batch_size(4096).build())
+            .block_on(self.warehouse.read_parquet(&file.path))
             .map_err(|e| read_error(e.to_string()))?;
         let mut rows = 0;
         for batch in reader {

@@ -15,7 +15,6 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
     StructArray, cast::AsArray,
 };
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Number, Value};
 
 use crate::{
@@ -299,23 +298,11 @@ pub async fn rebuild_file(
     schema: &ResourceSchema,
     path: &str,
 ) -> Result<Vec<Rebuilt>, RebuildError> {
-    use object_store::ObjectStoreExt as _;
     let read_error = |reason: String| RebuildError::Read {
         path: path.to_owned(),
         reason,
     };
-    let location = object_store::path::Path::from(path);
-    let bytes = warehouse
-        .store()
-        .get(&location)
-        .await
-        .map_err(|e| read_error(e.to_string()))?
-        .bytes()
-        .await
-        .map_err(|e| read_error(e.to_string()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.with_batch_size(4096).build())
-        .map_err(|e| read_error(e.to_string()))?;
+    let reader = warehouse.read_parquet(path).await?;
     let mut out = Vec::new();
     for batch in reader {
         out.extend(rebuild_batch(

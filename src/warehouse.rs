@@ -31,6 +31,7 @@ use object_store::{
     prefix::PrefixStore,
     {BackoffConfig, RetryConfig},
 };
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -82,6 +83,14 @@ pub enum WarehouseError {
         source: object_store::Error,
     },
     /// A run manifest is not what this version reads.
+    #[error("data file {path} is not readable Parquet: {reason}")]
+    /// A data file listed by a manifest does not read as Parquet.
+    DataFile {
+        /// The object.
+        path: String,
+        /// The reader's error.
+        reason: String,
+    },
     #[error("run manifest {path}: {reason}")]
     Manifest {
         /// The object.
@@ -172,6 +181,32 @@ impl Warehouse {
             store,
             root,
         }
+    }
+
+    /// A data file of the warehouse as record batches of 4096 rows. The file is read
+    /// into memory whole (data files are bounded by `parquet.max_file_mib`).
+    pub async fn read_parquet(
+        &self,
+        path: &str,
+    ) -> Result<ParquetRecordBatchReader, WarehouseError> {
+        let store_error = |source| WarehouseError::Store {
+            path: path.to_owned(),
+            source,
+        };
+        let bytes = self
+            .store
+            .get(&Path::from(path))
+            .await
+            .map_err(store_error)?
+            .bytes()
+            .await
+            .map_err(store_error)?;
+        ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.with_batch_size(4096).build())
+            .map_err(|e| WarehouseError::DataFile {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })
     }
 
     /// The object store under the root.
