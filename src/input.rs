@@ -15,7 +15,10 @@ use std::{
 
 use flate2::read::MultiGzDecoder;
 
-use crate::{decode::LineOrigin, schema::Registry};
+use crate::{
+    decode::{LineOrigin, Rejection},
+    schema::Registry,
+};
 
 /// Target size of a chunk of lines.
 pub const CHUNK_BYTES: usize = 4 << 20;
@@ -240,54 +243,10 @@ pub fn read_chunks(
     loop {
         let start = data.len();
         data.resize(start + READ_BYTES, 0);
+        // A broken stream (truncated gzip, I/O error) ends the input like its end does,
+        // except that the line it cuts is rejected rather than taken as the last line.
         let (n, error) = read_block(&mut reader, &mut data[start..]);
         data.truncate(start + n);
-        if let Some(e) = error {
-            // A broken stream (truncated gzip, I/O error): the lines before the break
-            // are good, the line it cuts is rejected.
-            totals.bytes += n as u64;
-            if let Some((sample, length)) = skipping.take() {
-                let Some(i) = memchr::memchr(b'\n', &data) else {
-                    totals.lines += 1;
-                    let rejection = crate::decode::Rejection::Truncated(e.to_string());
-                    emit(ReadEvent::Rejected {
-                        line: next_line,
-                        rejection,
-                        sample,
-                    });
-                    return Ok(totals);
-                };
-                let length = length + i as u64 + 1;
-                data.drain(..=i);
-                totals.lines += 1;
-                let rejection = crate::decode::Rejection::LineTooLong {
-                    length,
-                    limit: max_line_bytes,
-                };
-                if !emit(ReadEvent::Rejected {
-                    line: next_line,
-                    rejection,
-                    sample,
-                }) {
-                    return Ok(totals);
-                }
-                next_line += 1;
-            }
-            let complete = memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1);
-            let mut sample = data.split_off(complete);
-            sample.truncate(max_line_bytes as usize);
-            if !emit_lines(&mut data, &mut next_line, &mut totals, &mut emit) {
-                return Ok(totals);
-            }
-            totals.lines += 1;
-            let rejection = crate::decode::Rejection::Truncated(e.to_string());
-            emit(ReadEvent::Rejected {
-                line: next_line,
-                rejection,
-                sample,
-            });
-            return Ok(totals);
-        }
         totals.bytes += n as u64;
         if totals.bytes > max_total_bytes {
             return Err(InputError::TooLarge {
@@ -295,27 +254,41 @@ pub fn read_chunks(
                 limit: max_total_bytes,
             });
         }
-        let at_end = n == 0;
+        let at_end = n == 0 || error.is_some();
         if let Some((sample, length)) = &mut skipping {
-            match memchr::memchr(b'\n', &data) {
+            let ended = match memchr::memchr(b'\n', &data) {
                 Some(i) => {
                     *length += i as u64 + 1;
                     data.drain(..=i);
+                    true
                 }
                 None if !at_end => {
                     *length += data.len() as u64;
                     data.clear();
                     continue;
                 }
-                None => *length += std::mem::take(&mut data).len() as u64,
-            }
+                None => {
+                    *length += std::mem::take(&mut data).len() as u64;
+                    error.is_none()
+                }
+            };
             let (sample, length) = (std::mem::take(sample), *length);
             skipping = None;
-            let rejection = crate::decode::Rejection::LineTooLong {
+            totals.lines += 1;
+            if let Some(e) = error.as_ref().filter(|_| !ended) {
+                // The stream broke inside the long line: nothing follows it.
+                let rejection = Rejection::Truncated(e.to_string());
+                emit(ReadEvent::Rejected {
+                    line: next_line,
+                    rejection,
+                    sample,
+                });
+                return Ok(totals);
+            }
+            let rejection = Rejection::LineTooLong {
                 length,
                 limit: max_line_bytes,
             };
-            totals.lines += 1;
             if !emit(ReadEvent::Rejected {
                 line: next_line,
                 rejection,
@@ -325,13 +298,13 @@ pub fn read_chunks(
             }
             next_line += 1;
         }
-        let complete = if at_end {
+        let complete = if at_end && error.is_none() {
             data.len()
         } else {
             memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1)
         };
         let partial = data.len() - complete;
-        if partial as u64 > max_line_bytes {
+        if !at_end && partial as u64 > max_line_bytes {
             // The line after the last newline is already too long: emit the lines
             // before it, keep a sample of it, and skip the rest of it.
             let mut rest = data.split_off(complete);
@@ -351,6 +324,17 @@ pub fn read_chunks(
             }
             data = buffer();
             data.extend_from_slice(&carry);
+        }
+        if let Some(e) = error {
+            let mut sample = std::mem::take(&mut data);
+            sample.truncate(max_line_bytes as usize);
+            totals.lines += 1;
+            emit(ReadEvent::Rejected {
+                line: next_line,
+                rejection: Rejection::Truncated(e.to_string()),
+                sample,
+            });
+            return Ok(totals);
         }
         if at_end {
             return Ok(totals);
@@ -466,6 +450,52 @@ mod tests {
                 }
             )]
         );
+    }
+
+    /// A reader that yields `data`, then fails.
+    struct Broken<'a>(&'a [u8]);
+
+    impl Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "cut",
+                ));
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_stream_broken_inside_an_over_long_line_rejects_it_once() {
+        let input = format!("{{}}\n{}", "x".repeat(3 * READ_BYTES));
+        let (lines, rejected, _) = read_all(Broken(input.as_bytes()), READ_BYTES as u64);
+        assert_eq!(lines, vec![(1, b"{}".to_vec())]);
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(
+            matches!(rejected[0], (2, Rejection::Truncated(_))),
+            "{rejected:?}"
+        );
+    }
+
+    #[test]
+    fn a_stream_broken_after_an_over_long_line_keeps_the_lines_between() {
+        let input = format!("{}\n{{\"a\":1}}\n{{\"b\"", "x".repeat(3 * READ_BYTES));
+        let (lines, rejected, _) = read_all(Broken(input.as_bytes()), READ_BYTES as u64);
+        assert_eq!(lines, vec![(2, b"{\"a\":1}".to_vec())]);
+        assert!(
+            matches!(rejected[0], (1, Rejection::LineTooLong { .. })),
+            "{rejected:?}"
+        );
+        assert!(
+            matches!(rejected[1], (3, Rejection::Truncated(_))),
+            "{rejected:?}"
+        );
+        assert_eq!(rejected.len(), 2);
     }
 
     #[test]
