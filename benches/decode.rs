@@ -13,10 +13,10 @@ use std::{
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fhir_ingest::{
-    config::ParquetConfig,
     decode::{LineDecoder, LineOrigin, RunLineage},
     input,
     schema::Registry,
+    sink::ParquetConfig,
     sink::writer_properties,
 };
 use parquet::arrow::ArrowWriter;

@@ -1,43 +1,47 @@
 //! `fhir-ingest`: FHIR R4 NDJSON (Bulk Data `$export` output) to stable, lossless, typed
 //! Parquet, one table per resource type.
 //!
-//! The crate is organised by the concepts of the domain:
+//! The crate is organised by the concepts of the domain, and data flows one way:
+//!
+//! ```text
+//! leaves     schema  decode  temporal  auth  bulk  schedule  failpoint
+//! bytes      input                       files and downloads as chunks of lines
+//! storage    warehouse ◄── sink          layout, manifests, commits; Parquet files
+//! one run    ingest                      read -> decode -> write -> commit (a RunSpec)
+//! sources    source                      files / bulk: build the RunSpec, own checkpoints
+//! upkeep     maintain                    status, cleanup, compact, rebuild
+//! wiring     config  app                 pipeline.toml; run, daemon, metrics, signals
+//! ```
+//!
+//! - [`schema`]: the committed table schema of every resource type and its generator;
+//! - [`decode`]: NDJSON lines to Arrow record batches through simd-json's tape;
+//! - [`temporal`]: FHIR instants and dates, and the present time;
 //! - [`auth`]: credentials for FHIR servers (none, bearer, 1upHealth headers, SMART
 //!   Backend Services), secrets from the environment or files;
 //! - [`bulk`]: the FHIR Bulk Data `$export` client (kick-off, polling, manifests, downloads);
-//! - [`config`]: `pipeline.toml`, parsed once and validated into typed values;
-//! - [`schema`]: the committed table schema of every resource type and its generator;
-//! - [`decode`]: NDJSON lines to Arrow record batches through simd-json's tape;
-//! - [`input`]: files on disk (plain or gzip) as bounded chunks of whole lines;
-//! - [`sink`]: Parquet files written through `object_store`, and the quarantine;
-//! - [`warehouse`]: local or object-store warehouses, their layout and the commit protocol;
-//! - [`export`]: one incremental run of a `bulk` source, checkpoint to checkpoint;
-//! - [`state`]: the checkpoint and in-flight export of each source, in the warehouse;
+//! - [`schedule`]: cron schedules and the loop that fires sources on them;
 //! - [`failpoint`]: test-only crash points (`FHIR_INGEST_FAIL_AT`);
-//! - [`pipeline`]: one run, wiring input, decoders and writers with bounded channels;
-//! - [`rebuild`]: Parquet back to NDJSON (the proof that nothing is lost);
-//! - [`status`]: what a warehouse holds by the reader's rule, and cleanup of leftovers;
-//! - [`compact`]: small files of a table rewritten into larger ones, as a committed run;
-//! - [`source`]: one run of a configured source, whatever its kind;
-//! - [`schedule`], [`daemon`]: cron schedules, the daemon loop and its wiring;
-//! - [`metrics`]: per-source counters, `/healthz` and `/metrics`.
+//! - [`input`]: files on disk and downloads (plain or gzip) as bounded chunks of lines;
+//! - [`warehouse`]: local or object-store warehouses: layout, run manifests, commits;
+//! - [`sink`]: Parquet files and the quarantine written through `object_store`;
+//! - [`ingest`]: one run, wiring readers, decoders and writers with bounded channels;
+//! - [`source`]: the `files` and `bulk` sources and the state of incremental ones;
+//! - [`maintain`]: status, cleanup, compaction, and Parquet back to NDJSON;
+//! - [`config`]: `pipeline.toml`, parsed once and validated into typed values;
+//! - [`app`]: one run of a configured source, the daemon, metrics and signals.
 
+pub mod app;
 pub mod auth;
 pub mod bulk;
-pub mod compact;
 pub mod config;
-pub mod daemon;
 pub mod decode;
-pub mod export;
 pub mod failpoint;
+pub mod ingest;
 pub mod input;
-pub mod metrics;
-pub mod pipeline;
-pub mod rebuild;
+pub mod maintain;
 pub mod schedule;
 pub mod schema;
 pub mod sink;
 pub mod source;
-pub mod state;
-pub mod status;
+pub mod temporal;
 pub mod warehouse;

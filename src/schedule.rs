@@ -4,8 +4,8 @@
 //! six with seconds first), evaluated in UTC. [`run_daemon`] fires each source at its
 //! times, never runs one source twice at once (a firing while the previous run is still
 //! going is skipped and counted), runs at most `max_concurrent` sources together, and on
-//! shutdown starts nothing new and waits for the runs in progress, which see the stop
-//! request through their [`StopSignal`] and end at a consistent point.
+//! cancellation starts nothing new and waits for the runs in progress, which see the
+//! same [`CancellationToken`] and end at a consistent point (committing nothing).
 
 use std::{
     collections::BTreeMap,
@@ -19,10 +19,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
-use tokio::{
-    sync::{Semaphore, watch},
-    task::JoinSet,
-};
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
 
 /// Errors of schedules.
 #[derive(Debug, thiserror::Error)]
@@ -68,22 +66,6 @@ impl Schedule {
     }
 }
 
-/// A request to stop, shared by the daemon and the runs it started.
-#[derive(Debug, Clone, Default)]
-pub struct StopSignal(Arc<AtomicBool>);
-
-impl StopSignal {
-    /// Asks every holder to stop.
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether a stop was asked.
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// One source the daemon keeps.
 #[derive(Debug, Clone)]
 pub struct ScheduledSource {
@@ -102,18 +84,17 @@ pub struct DaemonTally {
     pub skipped: u64,
 }
 
-/// Runs `run_source(name, stop)` for each source at its scheduled times until `shutdown`
-/// turns true; then waits for the runs in progress. `run_source` is blocking work (a
-/// pipeline run), so it runs on the blocking pool.
+/// Runs `run_source(name)` for each source at its scheduled times until `cancel` fires;
+/// then waits for the runs in progress (which see the same token). `run_source` is
+/// blocking work (an ingest run), so it runs on the blocking pool.
 pub async fn run_daemon<F>(
     sources: Vec<ScheduledSource>,
     max_concurrent: usize,
-    mut shutdown: watch::Receiver<bool>,
-    stop: StopSignal,
+    cancel: CancellationToken,
     run_source: F,
 ) -> BTreeMap<String, DaemonTally>
 where
-    F: Fn(&str, &StopSignal) + Send + Sync + 'static,
+    F: Fn(&str) + Send + Sync + 'static,
 {
     let run_source = Arc::new(run_source);
     let permits = Arc::new(Semaphore::new(max_concurrent.max(1)));
@@ -134,12 +115,7 @@ where
         let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    break;
-                }
-                continue;
-            }
+            _ = cancel.cancelled() => break,
         }
         let source = &sources[index];
         next[index] = source.schedule.next_after(at.max(Utc::now()));
@@ -152,24 +128,23 @@ where
             continue;
         }
         entry.started += 1;
-        let (name, run, permits, stop) = (
+        let (name, run, permits, cancel) = (
             source.name.clone(),
             run_source.clone(),
             permits.clone(),
-            stop.clone(),
+            cancel.clone(),
         );
         tasks.spawn(async move {
             if let Ok(_permit) = permits.acquire_owned().await
-                && !stop.is_stopped()
+                && !cancel.is_cancelled()
             {
-                let _ = tokio::task::spawn_blocking(move || run(&name, &stop)).await;
+                let _ = tokio::task::spawn_blocking(move || run(&name)).await;
             }
             busy.store(false, Ordering::SeqCst);
         });
         // Reap finished runs so the set does not grow.
         while tasks.try_join_next().is_some() {}
     }
-    stop.stop();
     while tasks.join_next().await.is_some() {}
     tally
 }
@@ -220,28 +195,22 @@ mod tests {
             },
         ];
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = watch::channel(false);
-        let stop = StopSignal::default();
+        let cancel = CancellationToken::new();
         let run_log = log.clone();
-        let daemon = tokio::spawn(run_daemon(
-            sources,
-            2,
-            rx,
-            stop.clone(),
-            move |name, stop| {
-                let long = if name == "slow" { 2500 } else { 10 };
-                // A run that notices the stop request ends early, as pipeline steps do.
-                for _ in 0..long / 10 {
-                    if stop.is_stopped() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
+        let run_cancel = cancel.clone();
+        let daemon = tokio::spawn(run_daemon(sources, 2, cancel.clone(), move |name| {
+            let long = if name == "slow" { 2500 } else { 10 };
+            // A run that notices the cancellation ends early, as ingest runs do.
+            for _ in 0..long / 10 {
+                if run_cancel.is_cancelled() {
+                    break;
                 }
-                run_log.lock().unwrap().push(name.to_owned());
-            },
-        ));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            run_log.lock().unwrap().push(name.to_owned());
+        }));
         tokio::time::sleep(Duration::from_millis(3300)).await;
-        tx.send(true).unwrap();
+        cancel.cancel();
         let tally = tokio::time::timeout(Duration::from_secs(5), daemon)
             .await
             .unwrap()
@@ -256,6 +225,5 @@ mod tests {
             log.iter().filter(|n| *n == "fast").count() as u64,
             tally["fast"].started
         );
-        assert!(stop.is_stopped());
     }
 }

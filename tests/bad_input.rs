@@ -17,7 +17,7 @@ fn quarantine_of(
     fraction: f64,
 ) -> (
     Vec<Value>,
-    fhir_ingest::pipeline::RunSummary,
+    fhir_ingest::ingest::RunSummary,
     tempfile::TempDir,
 ) {
     let dir = tempfile::tempdir().unwrap();
@@ -61,7 +61,7 @@ fn assert_rejected(file_name: &str, bad: &[u8], reason_part: &str) -> Value {
         summary.manifest.tables["Patient"].rows, 2,
         "the good lines around it are kept"
     );
-    assert_eq!(summary.outcome, fhir_ingest::pipeline::Outcome::Partial);
+    assert_eq!(summary.outcome, fhir_ingest::ingest::Outcome::Partial);
     record.clone()
 }
 
@@ -170,7 +170,7 @@ fn past_the_threshold_the_run_is_not_committed() {
     );
     assert_eq!(
         summary.outcome,
-        fhir_ingest::pipeline::Outcome::TooManyRejected
+        fhir_ingest::ingest::Outcome::TooManyRejected
     );
     assert!(
         !dir.path().join("wh/_runs").exists(),
@@ -182,7 +182,7 @@ fn past_the_threshold_the_run_is_not_committed() {
 fn clean_input_is_complete() {
     let (records, summary, _dir) = quarantine_of("p.ndjson", GOOD.as_bytes(), 0.0);
     assert!(records.is_empty());
-    assert_eq!(summary.outcome, fhir_ingest::pipeline::Outcome::Complete);
+    assert_eq!(summary.outcome, fhir_ingest::ingest::Outcome::Complete);
     assert_eq!(summary.manifest.tables["Patient"].rows, 3);
     assert_eq!(summary.manifest.rejected.quarantine, None);
 }

@@ -16,7 +16,7 @@ use std::{
 use axum::{body::Body, http::Response};
 use common::mock::{Ctx, Mock, Recorded, accepted, json, ndjson, status, with_headers};
 use fhir_ingest::{
-    state::{Checkpoint, SourceState},
+    source::state::{Checkpoint, SourceState},
     warehouse::Warehouse,
 };
 use serde_json::json;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::*;
 use fhir_ingest::{
     decode::{LineDecoder, LineOrigin, RunLineage},
-    rebuild::rebuild_batch,
+    maintain::rebuild::rebuild_batch,
 };
 
 /// xorshift64: deterministic, so a failure reproduces.

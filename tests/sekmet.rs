@@ -16,11 +16,13 @@ use std::{
 
 use fhir_ingest::{
     bulk::BulkConfig,
-    config::{DecodeConfig, ParquetConfig, PartitionBy},
-    export::{self, BulkRunOptions, BulkSummary},
-    pipeline::{self, RunOptions},
-    rebuild,
-    state::SourceState,
+    ingest::{IngestSettings, Progress, RunContext, RunSummary},
+    maintain::rebuild,
+    source::{
+        self,
+        state::{Checkpoint, SourceState},
+    },
+    temporal,
     warehouse::{RunManifest, Warehouse},
 };
 use serde_json::{Value, json};
@@ -58,35 +60,36 @@ async fn transaction(http: &reqwest::Client, base: &str, entries: Vec<Value>) {
     assert!(status.is_success(), "transaction: {status}: {text:.2000}");
 }
 
+/// What a bulk run committed, and the checkpoint it moved to.
+struct BulkSummary {
+    run: RunSummary,
+    since: Option<String>,
+    checkpoint: Option<Checkpoint>,
+}
+
 fn bulk_run(
     warehouse: &Warehouse,
     client: &BulkConfig,
     runtime: &tokio::runtime::Runtime,
 ) -> BulkSummary {
-    let options = BulkRunOptions {
-        client,
-        pipeline: RunOptions {
-            source: "sekmet".into(),
-            inputs: Vec::new(),
-            transaction_time: None,
-            decode: DecodeConfig::default(),
-            parquet: ParquetConfig::default(),
-            partition_by: PartitionBy::ExportDate,
-            max_rejected_fraction: 0.0,
-            parallel_files: std::num::NonZeroUsize::MIN,
-            deleted: Vec::new(),
-            server_errors: Vec::new(),
-        },
-        handle_signals: false,
+    let cx = RunContext {
+        warehouse: warehouse.clone(),
+        registry: common::registry(),
+        runtime: runtime.handle().clone(),
+        cancel: tokio_util::sync::CancellationToken::new(),
+        progress: std::sync::Arc::new(Progress::default()),
     };
-    export::run(
-        warehouse,
-        common::registry(),
-        options,
-        runtime.handle().clone(),
-        &|line| eprintln!("  {line}"),
-    )
-    .unwrap()
+    let settings = IngestSettings {
+        max_rejected_fraction: 0.0,
+        ..IngestSettings::default()
+    };
+    let run = source::bulk::run(&cx, &settings, "sekmet", client).unwrap();
+    let export = run.export.unwrap();
+    BulkSummary {
+        run: run.summary.unwrap(),
+        since: export.since,
+        checkpoint: export.checkpoint,
+    }
 }
 
 /// (type, id) → versionId of every row a run committed.
@@ -97,8 +100,9 @@ fn rows_of(warehouse: &Warehouse, run: &RunManifest) -> BTreeMap<(String, String
         .build()
         .unwrap();
     let mut rows = BTreeMap::new();
-    for (resource_type, table) in &run.tables {
-        let schema = registry.require(resource_type).unwrap();
+    for (table_id, table) in &run.tables {
+        let resource_type = table_id.resource_type().unwrap().to_owned();
+        let schema = registry.require(&resource_type).unwrap();
         for file in &table.files {
             for row in runtime
                 .block_on(rebuild::rebuild_file(warehouse, schema, &file.path))
@@ -128,7 +132,7 @@ fn full_then_incremental_export_from_sekmet() {
     let http = reqwest::Client::new();
     // Only what this test loads: everything changed from now on (sekmet compares
     // `_since` with meta.lastUpdated as text, in this form).
-    let start = pipeline::now_rfc3339().replace('Z', ".000Z");
+    let start = temporal::now_rfc3339().replace('Z', ".000Z");
     std::thread::sleep(Duration::from_millis(1100));
 
     // Referenced by the others through conditional references (`Location?identifier=`).

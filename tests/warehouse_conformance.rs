@@ -10,11 +10,14 @@ use std::{path::PathBuf, sync::Arc};
 
 use common::{faults::FailingStore, *};
 use fhir_ingest::{
-    compact::{self, Compacted},
-    config::ParquetConfig,
-    pipeline::{Outcome, PipelineError},
-    status,
-    warehouse::{Warehouse, WarehouseError},
+    ingest::{IngestError, Outcome},
+    maintain::{
+        cleanup::cleanup,
+        compact::{self, Compacted},
+        status,
+    },
+    sink::ParquetConfig,
+    warehouse::{TableId, Warehouse, WarehouseError},
 };
 
 const EXPORT: &str = "2026-01-02T03:04:05Z";
@@ -107,7 +110,7 @@ fn a_crash_between_data_and_manifest_then_a_rerun_commits_once() {
         );
         let err = ingest_into(&crashing, &[sample_dir()], Some(EXPORT)).unwrap_err();
         assert!(
-            matches!(err, PipelineError::Warehouse(WarehouseError::Store { .. })),
+            matches!(err, IngestError::Warehouse(WarehouseError::Store { .. })),
             "{err}"
         );
         // Nothing committed: readers see nothing; the data files are staged leftovers.
@@ -131,19 +134,19 @@ fn a_crash_between_data_and_manifest_then_a_rerun_commits_once() {
 
         // Cleanup: a dry run deletes nothing; then staged files go, committed ones stay.
         let dry = runtime()
-            .block_on(status::cleanup(&warehouse, now(), 0, false))
+            .block_on(cleanup(&warehouse, now(), 0, false))
             .unwrap();
         assert_eq!(dry.staged.len(), staged.len());
         assert_eq!(state(&warehouse).staged.len(), staged.len());
         let young = runtime()
-            .block_on(status::cleanup(&warehouse, now(), 3600, true))
+            .block_on(cleanup(&warehouse, now(), 3600, true))
             .unwrap();
         assert!(
             young.staged.is_empty(),
             "the grace period protects young files"
         );
         runtime()
-            .block_on(status::cleanup(&warehouse, now(), 0, true))
+            .block_on(cleanup(&warehouse, now(), 0, true))
             .unwrap();
         assert!(state(&warehouse).staged.is_empty(), "{}", backend.name);
         assert_eq!(
@@ -256,12 +259,10 @@ fn compaction_keeps_every_row_and_readers_skip_replaced_files() {
         let before = rebuild_all(&warehouse).len();
         assert_eq!(before, 50 + 100 + 150 + 7);
         let result = compact::compact_table(
-            &warehouse,
-            &registry(),
-            "Patient",
+            &context(&warehouse),
+            &TableId::resource("Patient"),
             64 << 20,
             &ParquetConfig::default(),
-            runtime().handle().clone(),
         )
         .unwrap();
         let Compacted::Committed {
@@ -277,20 +278,18 @@ fn compaction_keeps_every_row_and_readers_skip_replaced_files() {
         assert_eq!(rebuild_all(&warehouse).len(), before, "{}", backend.name);
         let status = state(&warehouse);
         assert_eq!(status.replaced.len(), 2);
-        assert_eq!(status.tables["Patient"].files, 3);
+        assert_eq!(status.tables[&TableId::resource("Patient")].files, 3);
         // Compacting again finds nothing; cleanup removes the replaced files only.
         let again = compact::compact_table(
-            &warehouse,
-            &registry(),
-            "Patient",
+            &context(&warehouse),
+            &TableId::resource("Patient"),
             64 << 20,
             &ParquetConfig::default(),
-            runtime().handle().clone(),
         )
         .unwrap();
         assert_eq!(again, Compacted::Nothing);
         runtime()
-            .block_on(status::cleanup(&warehouse, now(), 0, true))
+            .block_on(cleanup(&warehouse, now(), 0, true))
             .unwrap();
         let status = state(&warehouse);
         assert!(status.replaced.is_empty() && status.staged.is_empty());

@@ -260,7 +260,8 @@ impl Inner {
 impl BulkClient {
     /// Validates the configuration, loads the credentials and builds the HTTP clients.
     pub fn new(cfg: BulkConfig) -> Result<Self, BulkError> {
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| BulkError::Config(e.to_string()))?;
         let build = |gzip: bool| {
             let b = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())

@@ -5,7 +5,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
-use crate::bulk::BulkError;
+
+/// A key of `[sources.bulk]` with a value that makes no sense, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("`{key}`: {reason}")]
+pub struct BulkConfigError {
+    /// The key, under `[sources.bulk]`.
+    pub key: &'static str,
+    /// What is wrong and what is allowed.
+    pub reason: String,
+}
 
 /// Which `$export` operation is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -147,42 +156,46 @@ impl BulkConfig {
         }
     }
 
-    /// Checks values that serde cannot (group id present, positive durations, parseable URL).
-    pub fn validate(&self) -> Result<(), BulkError> {
-        let bad = |m: &str| Err(BulkError::Config(m.to_owned()));
+    /// Checks values that serde cannot (group id present, positive durations, parseable
+    /// URLs); an error names the key.
+    pub fn validate(&self) -> Result<(), BulkConfigError> {
+        let bad = |key, reason: &str| {
+            Err(BulkConfigError {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
         if reqwest::Url::parse(&self.base_url).is_err() {
-            return bad("base_url is not a valid absolute URL");
+            return bad("base_url", "not a valid absolute URL");
         }
         if let Some(u) = &self.export_url
             && reqwest::Url::parse(u).is_err()
         {
-            return bad("export_url is not a valid absolute URL");
+            return bad("export_url", "not a valid absolute URL");
         }
         if self.level == ExportLevel::Group
             && self.group_id.as_deref().is_none_or(|g| g.trim().is_empty())
         {
-            return bad("level = \"group\" needs group_id");
+            return bad("group_id", "level = \"group\" needs group_id");
         }
         if self.level != ExportLevel::Group && self.group_id.is_some() {
-            return bad("group_id is only allowed with level = \"group\"");
+            return bad("group_id", "only allowed with level = \"group\"");
         }
-        for (name, v) in [
+        for (key, v) in [
             ("poll_min_secs", self.poll_min_secs),
             ("poll_max_secs", self.poll_max_secs),
             ("retry_base_secs", self.retry_base_secs),
             ("request_timeout_secs", self.request_timeout_secs),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(BulkError::Config(format!(
-                    "{name} must be a positive number"
-                )));
+                return bad(key, "must be a positive number");
             }
         }
         if self.poll_max_secs < self.poll_min_secs {
-            return bad("poll_max_secs must not be below poll_min_secs");
+            return bad("poll_max_secs", "must not be below poll_min_secs");
         }
         if self.parallel_downloads == 0 {
-            return bad("parallel_downloads must be at least 1");
+            return bad("parallel_downloads", "must be at least 1");
         }
         Ok(())
     }

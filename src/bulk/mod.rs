@@ -11,7 +11,7 @@ mod manifest;
 mod retry;
 
 pub use client::{BulkClient, KickOff, PollProgress, PollStatus};
-pub use config::{BulkConfig, ExportLevel, KickOffMethod};
+pub use config::{BulkConfig, BulkConfigError, ExportLevel, KickOffMethod};
 pub use error::BulkError;
 pub use manifest::{DeletedResource, Manifest, ManifestFile, ManifestLink, outcome_messages};
 pub use retry::parse_retry_after;

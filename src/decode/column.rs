@@ -20,11 +20,11 @@ use arrow_schema::{Field, FieldRef, Fields};
 use rustc_hash::FxHashMap;
 use simd_json::{Node, StaticNode};
 
-use super::{
-    overflow::{NumberTexts, OverflowWriter, Seg, node_span},
+use super::overflow::{NumberTexts, OverflowWriter, Seg, node_span};
+use crate::{
+    schema::{Element, ElementKind, LIST_ITEM, Primitive, fields_of, value_type},
     temporal,
 };
-use crate::schema::{Element, ElementKind, LIST_ITEM, Primitive, fields_of, value_type};
 
 /// What a column decoder needs of the row being decoded.
 pub(crate) struct Cx<'a, 't> {

@@ -21,7 +21,6 @@
 
 mod column;
 pub(crate) mod overflow;
-pub mod temporal;
 
 use std::{fmt, sync::Arc};
 
@@ -66,6 +65,21 @@ pub enum Rejection {
     },
     /// The file ended in the middle of this line (a truncated download or gzip stream).
     Truncated(String),
+}
+
+impl Rejection {
+    /// A short, stable name of the rejection's kind (counts in the run manifest).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "invalid_json",
+            Self::NotAnObject => "not_an_object",
+            Self::MissingResourceType => "missing_resource_type",
+            Self::UnknownResourceType(_) => "unknown_resource_type",
+            Self::TypeMismatch { .. } => "type_mismatch",
+            Self::LineTooLong { .. } => "line_too_long",
+            Self::Truncated(_) => "truncated",
+        }
+    }
 }
 
 impl fmt::Display for Rejection {

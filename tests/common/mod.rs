@@ -10,12 +10,13 @@ use std::{
 };
 
 use fhir_ingest::{
-    config::{DecodeConfig, ParquetConfig, PartitionBy, WarehouseConfig},
+    ingest::{
+        self, DecodeConfig, IngestError, IngestSettings, Progress, RunContext, RunSpec, RunSummary,
+    },
     input,
-    pipeline::{self, PipelineError, RunOptions, RunSummary},
-    rebuild::{self, Rebuilt},
+    maintain::rebuild::{self, Rebuilt},
     schema::Registry,
-    warehouse::Warehouse,
+    warehouse::{ExportRecord, Warehouse, WarehouseConfig, layout},
 };
 
 /// The embedded schemas, parsed once per test binary.
@@ -37,36 +38,52 @@ pub fn shared_data() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// The context of a test run into `warehouse` (never cancelled).
+pub fn context(warehouse: &Warehouse) -> RunContext {
+    RunContext {
+        warehouse: warehouse.clone(),
+        registry: registry(),
+        runtime: runtime().handle().clone(),
+        cancel: tokio_util::sync::CancellationToken::new(),
+        progress: Arc::new(Progress::default()),
+    }
+}
+
+/// The settings of test runs: small batches, `max_rejected_fraction` as given.
+pub fn settings(max_rejected_fraction: f64) -> IngestSettings {
+    IngestSettings {
+        decode: DecodeConfig {
+            batch_rows: std::num::NonZeroUsize::new(500).unwrap(),
+            workers: std::num::NonZeroUsize::new(2).unwrap(),
+            ..DecodeConfig::default()
+        },
+        max_rejected_fraction,
+        ..IngestSettings::default()
+    }
+}
+
+/// A run of source `test` over `inputs`.
+pub fn spec(inputs: &[PathBuf], transaction_time: Option<&str>) -> RunSpec {
+    RunSpec {
+        source: "test".into(),
+        inputs: input::discover(inputs, &registry()).unwrap(),
+        parallel_files: std::num::NonZeroUsize::MIN,
+        transaction_time: transaction_time.map(str::to_owned),
+        export: ExportRecord::default(),
+    }
+}
+
 /// Runs the pipeline over `inputs` into a local warehouse at `root`.
 pub fn ingest(
     root: &Path,
     inputs: &[PathBuf],
     max_rejected_fraction: f64,
 ) -> (Warehouse, RunSummary) {
-    let registry = registry();
     let warehouse = Warehouse::open_local(root).unwrap();
-    let runtime = runtime();
-    let options = RunOptions {
-        source: "test".into(),
-        inputs: input::discover(inputs, &registry).unwrap(),
-        transaction_time: Some("2026-01-02T03:04:05Z".into()),
-        decode: DecodeConfig {
-            batch_rows: std::num::NonZeroUsize::new(500).unwrap(),
-            ..DecodeConfig::default()
-        },
-        parquet: ParquetConfig::default(),
-        partition_by: PartitionBy::ExportDate,
-        max_rejected_fraction,
-        parallel_files: std::num::NonZeroUsize::MIN,
-        deleted: Vec::new(),
-        server_errors: Vec::new(),
-    };
-    let summary = pipeline::run(
-        &warehouse,
-        registry,
-        options,
-        runtime.handle().clone(),
-        &|_| {},
+    let summary = ingest::run(
+        &context(&warehouse),
+        &settings(max_rejected_fraction),
+        spec(inputs, Some("2026-01-02T03:04:05Z")),
     )
     .unwrap();
     (warehouse, summary)
@@ -78,8 +95,8 @@ pub fn rebuild_all(warehouse: &Warehouse) -> Vec<Rebuilt> {
     runtime().block_on(async {
         let mut out = Vec::new();
         // The reader's rule: committed files minus replaced ones.
-        for (resource_type, files) in warehouse.snapshot().await.unwrap().live_files() {
-            let schema = registry.require(&resource_type).unwrap();
+        for (table, files) in warehouse.snapshot().await.unwrap().live_files() {
+            let schema = registry.require(table.resource_type().unwrap()).unwrap();
             for file in files {
                 out.extend(
                     rebuild::rebuild_file(warehouse, schema, &file.path)
@@ -141,7 +158,7 @@ pub fn backends(test: &str) -> Vec<Backend> {
             let url = format!(
                 "{}/{test}-{}",
                 url.trim_end_matches('/'),
-                pipeline::new_attempt()
+                layout::new_attempt()
             );
             out.push(Backend {
                 name: "s3",
@@ -175,30 +192,10 @@ pub fn ingest_into(
     warehouse: &Warehouse,
     inputs: &[PathBuf],
     transaction_time: Option<&str>,
-) -> Result<RunSummary, PipelineError> {
-    let registry = registry();
-    let runtime = runtime();
-    let options = RunOptions {
-        source: "test".into(),
-        inputs: input::discover(inputs, &registry).unwrap(),
-        transaction_time: transaction_time.map(str::to_owned),
-        decode: DecodeConfig {
-            batch_rows: std::num::NonZeroUsize::new(500).unwrap(),
-            workers: std::num::NonZeroUsize::new(2).unwrap(),
-            ..DecodeConfig::default()
-        },
-        parquet: ParquetConfig::default(),
-        partition_by: PartitionBy::ExportDate,
-        max_rejected_fraction: 0.0,
-        parallel_files: std::num::NonZeroUsize::MIN,
-        deleted: Vec::new(),
-        server_errors: Vec::new(),
-    };
-    pipeline::run(
-        warehouse,
-        registry,
-        options,
-        runtime.handle().clone(),
-        &|_| {},
+) -> Result<RunSummary, IngestError> {
+    ingest::run(
+        &context(warehouse),
+        &settings(0.0),
+        spec(inputs, transaction_time),
     )
 }

@@ -46,14 +46,25 @@ pub enum RebuildError {
         /// What is wrong.
         reason: String,
     },
-    /// Reading a file failed.
-    #[error("reading {path}: {reason}")]
+    /// Reading a data file failed.
+    #[error("reading {path}")]
     Read {
         /// The file.
         path: String,
         /// Why.
-        reason: String,
+        source: arrow_schema::ArrowError,
     },
+    /// Writing an output file failed.
+    #[error("writing {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A table of the warehouse has no schema in this version.
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
     /// Listing the warehouse failed.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
@@ -298,17 +309,14 @@ pub async fn rebuild_file(
     schema: &ResourceSchema,
     path: &str,
 ) -> Result<Vec<Rebuilt>, RebuildError> {
-    let read_error = |reason: String| RebuildError::Read {
-        path: path.to_owned(),
-        reason,
-    };
     let reader = warehouse.read_parquet(path).await?;
     let mut out = Vec::new();
     for batch in reader {
-        out.extend(rebuild_batch(
-            schema,
-            &batch.map_err(|e| read_error(e.to_string()))?,
-        )?);
+        let batch = batch.map_err(|source| RebuildError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        out.extend(rebuild_batch(schema, &batch)?);
     }
     Ok(out)
 }
@@ -321,22 +329,21 @@ pub async fn to_ndjson(
     out_dir: &FsPath,
     only: &[String],
 ) -> Result<Vec<(String, u64)>, RebuildError> {
-    let io_error = |path: &PathBuf, e: std::io::Error| RebuildError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
+    let io_error = |path: &PathBuf, source: std::io::Error| RebuildError::Write {
+        path: path.clone(),
+        source,
     };
     std::fs::create_dir_all(out_dir).map_err(|e| io_error(&out_dir.to_path_buf(), e))?;
     // The reader's rule: files of committed runs, minus those replaced by compactions.
-    let mut files_by_type = warehouse.snapshot().await?.live_files();
-    files_by_type.retain(|resource_type, _| only.is_empty() || only.contains(resource_type));
     let mut counts = Vec::new();
-    for (resource_type, files) in files_by_type {
-        let schema = registry
-            .require(&resource_type)
-            .map_err(|e| RebuildError::Read {
-                path: resource_type.clone(),
-                reason: e.to_string(),
-            })?;
+    for (table, files) in warehouse.snapshot().await?.live_files() {
+        let Some(resource_type) = table.resource_type() else {
+            continue;
+        };
+        if !only.is_empty() && !only.iter().any(|t| t == resource_type) {
+            continue;
+        }
+        let schema = registry.require(resource_type)?;
         let path = out_dir.join(format!("{resource_type}.ndjson"));
         let mut out = BufWriter::new(File::create(&path).map_err(|e| io_error(&path, e))?);
         let mut count = 0;
@@ -349,7 +356,7 @@ pub async fn to_ndjson(
             }
         }
         out.flush().map_err(|e| io_error(&path, e))?;
-        counts.push((resource_type, count));
+        counts.push((resource_type.to_owned(), count));
     }
     Ok(counts)
 }

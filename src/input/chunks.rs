@@ -1,191 +1,19 @@
-//! NDJSON input: files on disk or downloads (plain or gzip) read as bounded chunks of
-//! whole lines.
+//! Reading a byte stream as bounded chunks of whole lines.
 //!
-//! A chunk holds complete lines only, a few MiB at most (one over-long line excepted up to
-//! the line limit), so decoders can work on chunks in parallel and memory stays flat
+//! A chunk holds complete lines only, a few MiB at most (one over-long line excepted up
+//! to the line limit), so decoders can work on chunks in parallel and memory stays flat
 //! whatever the file size. Lines longer than the limit, and a partial last line of a
 //! truncated file, are reported as rejections rather than stopping the file.
 
-use std::{
-    fs::File,
-    io::{self, BufRead, BufReader, Read},
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::io::{self, Read};
 
-use flate2::read::MultiGzDecoder;
-
-use crate::{
-    decode::{LineOrigin, Rejection},
-    schema::Registry,
-};
+use super::InputError;
+use crate::decode::Rejection;
 
 /// Target size of a chunk of lines.
 pub const CHUNK_BYTES: usize = 4 << 20;
 /// Bytes of a rejected line kept in the quarantine when the line is too long to keep.
 pub const SAMPLE_BYTES: usize = 4096;
-
-/// Errors of finding and reading input files.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    /// A configured path cannot be listed or opened.
-    #[error("cannot read {path}: {source}")]
-    Open {
-        /// The path.
-        path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
-    },
-    /// A configured path holds no NDJSON file.
-    #[error("{0}: no *.ndjson, *.ndjson.gz, *.jsonl or *.jsonl.gz files")]
-    Empty(PathBuf),
-    /// A download failed for good (after the client's retries): the run must not commit.
-    #[error("downloading {file} failed: {message}")]
-    Download {
-        /// The file's name in lineage (its URL, secrets stripped).
-        file: String,
-        /// What went wrong.
-        message: String,
-    },
-    /// A file decompresses to more than the limit (a gzip bomb, or a wrong limit).
-    #[error("{path}: decompressed size exceeds {limit} bytes")]
-    TooLarge {
-        /// The file.
-        path: String,
-        /// The limit.
-        limit: u64,
-    },
-}
-
-/// One NDJSON file to ingest.
-#[derive(Debug, Clone)]
-pub struct InputFile {
-    /// How to open it.
-    pub opener: Opener,
-    /// Its name in lineage and reports, and the type it holds when its name says so.
-    pub origin: LineOrigin,
-}
-
-/// Opens a byte stream when the reader thread gets to it (a download starts then).
-pub type OpenFn = dyn Fn() -> io::Result<Box<dyn Read + Send>> + Send + Sync;
-
-/// Where the bytes of an input file come from.
-#[derive(Clone)]
-pub enum Opener {
-    /// A local file.
-    Path(PathBuf),
-    /// A download (or any other stream), opened lazily. A read error of such a stream is
-    /// fatal to the run: the client already retried, and a partial file must not commit.
-    Download(Arc<OpenFn>),
-}
-
-impl std::fmt::Debug for Opener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Path(path) => f.debug_tuple("Path").field(path).finish(),
-            Self::Download(_) => f.write_str("Download"),
-        }
-    }
-}
-
-impl InputFile {
-    /// Opens the file's bytes, decompressing them when they start with the gzip magic.
-    pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
-        match &self.opener {
-            Opener::Path(path) => open(path),
-            Opener::Download(open_stream) => sniff_gzip(open_stream()?),
-        }
-    }
-
-    /// Whether a read error of this file fails the run (downloads) rather than
-    /// rejecting the cut line (local files, whose truncation is the data's fault).
-    pub fn read_errors_are_fatal(&self) -> bool {
-        matches!(self.opener, Opener::Download(_))
-    }
-}
-
-/// Lists the NDJSON files under `paths` (files as given, directories by name order).
-pub fn discover(paths: &[PathBuf], registry: &Registry) -> Result<Vec<InputFile>, InputError> {
-    let mut files = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path).map_err(|source| InputError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        if meta.is_file() {
-            files.push(input_file(path.clone(), registry));
-            continue;
-        }
-        let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|source| InputError::Open {
-                path: path.clone(),
-                source,
-            })?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && is_ndjson_name(p))
-            .collect();
-        if found.is_empty() {
-            return Err(InputError::Empty(path.clone()));
-        }
-        found.sort();
-        files.extend(found.into_iter().map(|p| input_file(p, registry)));
-    }
-    Ok(files)
-}
-
-fn is_ndjson_name(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
-}
-
-fn input_file(path: PathBuf, registry: &Registry) -> InputFile {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("")
-        .to_owned();
-    let expected_type = expected_type_of(&name, registry).map(Arc::from);
-    InputFile {
-        origin: LineOrigin {
-            file: Arc::from(path.display().to_string()),
-            expected_type,
-            skip_parameters: false,
-        },
-        opener: Opener::Path(path),
-    }
-}
-
-/// The resource type a file name announces (`Observation.ndjson`, `Observation.003.ndjson`,
-/// `Observation-1.ndjson.gz`), if its first word is one.
-pub fn expected_type_of<'n>(name: &'n str, registry: &Registry) -> Option<&'n str> {
-    let first = name.split(['.', '-', '_']).next()?;
-    registry.get(first).is_some().then_some(first)
-}
-
-/// Opens a file, decompressing it when it starts with the gzip magic bytes.
-pub fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    sniff_gzip(File::open(path)?)
-}
-
-/// Wraps a reader in a gzip decoder when its first bytes are the gzip magic.
-pub fn sniff_gzip(reader: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
-    let mut reader = BufReader::with_capacity(1 << 16, reader);
-    let gzip = loop {
-        match reader.fill_buf() {
-            Ok(buf) => break buf.starts_with(&[0x1f, 0x8b]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    };
-    Ok(if gzip {
-        Box::new(MultiGzDecoder::new(reader))
-    } else {
-        Box::new(reader)
-    })
-}
 
 /// Whole lines of one file.
 #[derive(Debug)]
@@ -206,7 +34,7 @@ pub enum ReadEvent {
         /// Its line number.
         line: u64,
         /// Why.
-        rejection: crate::decode::Rejection,
+        rejection: Rejection,
         /// The line, or its first [`SAMPLE_BYTES`] bytes when too long.
         sample: Vec<u8>,
     },
@@ -397,8 +225,9 @@ pub fn lines(chunk: &Chunk) -> impl Iterator<Item = (u64, &[u8])> {
 
 #[cfg(test)]
 mod tests {
+    use flate2::read::MultiGzDecoder;
+
     use super::*;
-    use crate::decode::Rejection;
 
     type NumberedLine = (u64, Vec<u8>);
 
@@ -526,24 +355,6 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert!(matches!(rejected[0].1, Rejection::Truncated(_)));
         assert_eq!(rejected[0].0, lines.len() as u64 + 1);
-    }
-
-    #[test]
-    fn gzip_is_sniffed_on_any_reader() {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        std::io::Write::write_all(&mut gz, b"{}\n").unwrap();
-        let mut out = String::new();
-        sniff_gzip(io::Cursor::new(gz.finish().unwrap()))
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        assert_eq!(out, "{}\n");
-        out.clear();
-        sniff_gzip(&b"{}\n"[..])
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        assert_eq!(out, "{}\n");
     }
 
     #[test]

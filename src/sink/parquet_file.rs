@@ -1,151 +1,28 @@
-//! Writing to the warehouse's object store: Parquet tables and the quarantine.
-//!
-//! [`ObjectWriter`] is a blocking `Write` over `object_store`: it buffers one part
-//! (8 MiB, within S3's multipart limits), uploads it as a multipart part, and completes
-//! the upload on [`ObjectWriter::finish`]; small objects are written with one put. Memory
-//! per open file is one part plus the row group being built by the Parquet writer.
-//! The local store stages multipart uploads and renames them into place on completion,
-//! so a file either exists whole or not at all.
+//! One Parquet file being written to the store, the writer properties of every table,
+//! and the statistics a finished file reports from its footer.
 
-use std::{
-    io::{self, Write},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch, cast::AsArray};
 use arrow_schema::{DataType, SchemaRef};
-use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::{ObjectStore, path::Path};
 use parquet::{
     arrow::{ArrowSchemaConverter, ArrowWriter},
     basic::Compression,
-    errors::ParquetError,
-    file::properties::{EnabledStatistics, WriterProperties},
+    file::{
+        metadata::ParquetMetaData,
+        properties::{EnabledStatistics, WriterProperties},
+        statistics::Statistics,
+    },
     schema::types::ColumnPath,
 };
 use tokio::runtime::Handle;
 
-use crate::config::ParquetConfig;
-
-/// Size of one multipart part (S3 wants 5 MiB to 5 GiB, all but the last).
-pub const PART_BYTES: usize = 8 << 20;
-
-/// Errors of writing objects.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The store refused or failed a write.
-    #[error("writing {path}: {source}")]
-    Store {
-        /// The object.
-        path: String,
-        /// The store's error.
-        source: object_store::Error,
-    },
-    /// Parquet encoding failed.
-    #[error("writing Parquet {path}: {source}")]
-    Parquet {
-        /// The object.
-        path: String,
-        /// The encoder's error.
-        source: ParquetError,
-    },
-}
-
-/// A blocking, buffered writer of one object.
-#[derive(Debug)]
-pub struct ObjectWriter {
-    store: Arc<dyn ObjectStore>,
-    path: Path,
-    runtime: Handle,
-    buffer: Vec<u8>,
-    upload: Option<Box<dyn MultipartUpload>>,
-    written: u64,
-}
-
-impl ObjectWriter {
-    /// A writer of `path`; the object appears only when [`finish`](Self::finish) succeeds.
-    pub fn new(store: Arc<dyn ObjectStore>, path: Path, runtime: Handle) -> Self {
-        Self {
-            store,
-            path,
-            runtime,
-            buffer: Vec::with_capacity(1 << 16),
-            upload: None,
-            written: 0,
-        }
-    }
-
-    /// Bytes accepted so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    fn upload_part(&mut self) -> Result<(), object_store::Error> {
-        let part = PutPayload::from(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(PART_BYTES),
-        ));
-        let (store, path) = (&self.store, &self.path);
-        self.runtime.block_on(async {
-            if self.upload.is_none() {
-                self.upload = Some(store.put_multipart(path).await?);
-            }
-            let upload = self.upload.as_mut().expect("created above");
-            upload.put_part(part).await
-        })
-    }
-
-    /// Writes what is buffered and makes the object visible; returns its size.
-    pub fn finish(mut self) -> Result<u64, SinkError> {
-        let store_error = |source| SinkError::Store {
-            path: self.path.to_string(),
-            source,
-        };
-        match self.upload.take() {
-            None => {
-                let payload = PutPayload::from(std::mem::take(&mut self.buffer));
-                self.runtime
-                    .block_on(self.store.put(&self.path, payload))
-                    .map_err(store_error)?;
-            }
-            Some(mut upload) => {
-                let last = PutPayload::from(std::mem::take(&mut self.buffer));
-                self.runtime
-                    .block_on(async {
-                        if last.content_length() > 0 {
-                            upload.put_part(last).await?;
-                        }
-                        upload.complete().await
-                    })
-                    .map_err(store_error)?;
-            }
-        }
-        Ok(self.written)
-    }
-}
-
-impl Write for ObjectWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        self.written += data.len() as u64;
-        if self.buffer.len() >= PART_BYTES {
-            self.upload_part().map_err(io::Error::other)?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for ObjectWriter {
-    fn drop(&mut self) {
-        // An unfinished multipart upload is abandoned, not completed.
-        if let Some(mut upload) = self.upload.take() {
-            let _ = self.runtime.block_on(upload.abort());
-        }
-    }
-}
+use super::{ObjectWriter, ParquetConfig, SinkError};
+use crate::{
+    temporal,
+    warehouse::{FileStats, Range, WrittenFile},
+};
 
 /// The writer properties of every table.
 pub fn writer_properties(config: &ParquetConfig) -> WriterProperties {
@@ -220,17 +97,6 @@ pub struct ParquetFile {
     rows: u64,
 }
 
-/// What a finished Parquet file holds.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct WrittenFile {
-    /// The object path, relative to the warehouse root.
-    pub path: String,
-    /// Rows.
-    pub rows: u64,
-    /// Bytes.
-    pub bytes: u64,
-}
-
 impl ParquetFile {
     /// Starts a file at `path` with `schema`.
     pub fn create(
@@ -271,20 +137,58 @@ impl ParquetFile {
         self.writer.bytes_written() + self.writer.in_progress_size()
     }
 
-    /// Writes the footer and makes the file visible.
-    pub fn finish(self) -> Result<WrittenFile, SinkError> {
+    /// Writes the footer and makes the file visible; its statistics come from the
+    /// footer the writer returns.
+    pub fn finish(mut self, partition: Option<&str>) -> Result<WrittenFile, SinkError> {
         let parquet_error = |source| SinkError::Parquet {
             path: self.path.to_string(),
             source,
         };
-        let out = self.writer.into_inner().map_err(parquet_error)?;
-        let bytes = out.finish()?;
+        let metadata = self.writer.finish().map_err(parquet_error)?;
+        // The footer is written; the object is completed in place (the Parquet writer
+        // cannot hand its output back once finished).
+        let bytes = self.writer.inner_mut().complete()?;
+        let mut stats = key_ranges(&metadata);
+        stats.partition = partition.map(str::to_owned);
         Ok(WrittenFile {
             path: self.path.to_string(),
             rows: self.rows,
             bytes,
+            stats: Some(stats),
         })
     }
+}
+
+/// Leaf column of the resource id, and of the `meta.lastUpdated` timestamp companion.
+const ID_COLUMN: &str = "id";
+const LAST_UPDATED_COLUMN: &str = "meta.lastUpdated_ts";
+
+/// The ranges of `id` and `meta.lastUpdated` over a file's row groups (tables without
+/// those columns, views for instance, have none).
+fn key_ranges(metadata: &ParquetMetaData) -> FileStats {
+    let columns = metadata.file_metadata().schema_descr().columns();
+    let index = |name: &str| columns.iter().position(|c| c.path().string() == name);
+    let (id, last_updated) = (index(ID_COLUMN), index(LAST_UPDATED_COLUMN));
+    let mut stats = FileStats::default();
+    for row_group in metadata.row_groups() {
+        let statistics = |i: Option<usize>| i.and_then(|i| row_group.column(i).statistics());
+        if let Some(Statistics::ByteArray(s)) = statistics(id)
+            && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
+            && let (Ok(min), Ok(max)) = (min.as_utf8(), max.as_utf8())
+        {
+            Range::merge(&mut stats.id, min.to_owned(), max.to_owned());
+        }
+        if let Some(Statistics::Int64(s)) = statistics(last_updated)
+            && let (Some(min), Some(max)) = (s.min_opt(), s.max_opt())
+        {
+            Range::merge(
+                &mut stats.last_updated,
+                temporal::rfc3339_micros(*min),
+                temporal::rfc3339_micros(*max),
+            );
+        }
+    }
+    stats
 }
 
 #[cfg(test)]

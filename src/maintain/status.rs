@@ -13,12 +13,15 @@
 use std::collections::BTreeMap;
 
 use futures::TryStreamExt;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, path::Path};
+use object_store::{ObjectMeta, ObjectStore};
 use serde::Serialize;
 
 use crate::{
-    state::{Checkpoint, InFlight, SourceState},
-    warehouse::{QUARANTINE_DIR, RunKind, Snapshot, Warehouse, WarehouseError},
+    source::state::{Checkpoint, InFlight, SourceState, StateError},
+    warehouse::{
+        RunKind, Snapshot, TableId, Warehouse, WarehouseError,
+        layout::{self, ObjectKind},
+    },
 };
 
 /// Errors of status and cleanup.
@@ -29,9 +32,9 @@ pub enum StatusError {
     Warehouse(#[from] WarehouseError),
     /// Reading a source's checkpoint failed.
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] StateError),
     /// Listing or deleting objects failed.
-    #[error("warehouse {path}: {source}")]
+    #[error("warehouse {path}")]
     Store {
         /// The object or prefix.
         path: String,
@@ -44,13 +47,9 @@ pub enum StatusError {
 fn state_sources(objects: &[ObjectMeta]) -> Vec<String> {
     let mut sources: Vec<String> = objects
         .iter()
-        .filter_map(|o| {
-            o.location
-                .as_ref()
-                .strip_prefix("_state/")?
-                .split('/')
-                .next()
-                .map(str::to_owned)
+        .filter_map(|o| match layout::classify(o.location.as_ref()) {
+            ObjectKind::State { source } => Some(source),
+            _ => None,
         })
         .collect();
     sources.sort();
@@ -98,7 +97,7 @@ pub struct Status {
     /// Committed compaction runs.
     pub compactions: u64,
     /// Live files and rows per table.
-    pub tables: BTreeMap<String, TableStatus>,
+    pub tables: BTreeMap<TableId, TableStatus>,
     /// Data files of no committed run.
     pub staged: Vec<Leftover>,
     /// Data files replaced by a committed compaction.
@@ -180,19 +179,19 @@ pub async fn status(warehouse: &Warehouse, now: i64) -> Result<Status, StatusErr
     }
     for object in &objects {
         let path = object.location.as_ref();
-        let top = path.split('/').next().unwrap_or_default();
-        if top == QUARANTINE_DIR {
-            classify_quarantine(path, &commit_times, &mut status.quarantine);
-            continue;
-        }
-        if !is_data_file(path) {
-            continue;
-        }
+        let run_id = match layout::classify(path) {
+            ObjectKind::Quarantine { run_id } => {
+                classify_quarantine(&run_id, &commit_times, &mut status.quarantine);
+                continue;
+            }
+            ObjectKind::DataFile { run_id, .. } => run_id,
+            _ => continue,
+        };
         let leftover = |age_from: i64| Leftover {
             path: path.to_owned(),
             bytes: object.size,
             age_secs: now - age_from,
-            run_id: run_id_of(path),
+            run_id: Some(run_id.clone()),
         };
         if let Some(at) = replaced_at.get(path) {
             status.replaced.push(leftover(*at));
@@ -222,8 +221,8 @@ fn summarize_runs(snapshot: &Snapshot, status: &mut Status) {
         }
         status.quarantine.committed_lines += run.rejected.lines;
     }
-    for (resource_type, files) in snapshot.live_files() {
-        let table = status.tables.entry(resource_type).or_default();
+    for (table, files) in snapshot.live_files() {
+        let table = status.tables.entry(table).or_default();
         for file in files {
             table.files += 1;
             table.rows += file.rows;
@@ -232,34 +231,16 @@ fn summarize_runs(snapshot: &Snapshot, status: &mut Status) {
     }
 }
 
-fn classify_quarantine(path: &str, committed: &BTreeMap<String, i64>, out: &mut QuarantineStatus) {
-    let run_id = path.split('/').nth(1).unwrap_or_default();
+fn classify_quarantine(
+    run_id: &str,
+    committed: &BTreeMap<String, i64>,
+    out: &mut QuarantineStatus,
+) {
     if committed.contains_key(run_id) {
         out.committed_files += 1;
     } else {
         out.uncommitted_files += 1;
     }
-}
-
-/// Whether `path` is laid out as a data file of this warehouse:
-/// `<ResourceType>/[<partition>/]part-<run id>-<attempt>-<n>.parquet`. Anything else (a
-/// nested warehouse under the same prefix, files of other tools) is never touched.
-fn is_data_file(path: &str) -> bool {
-    let parts: Vec<&str> = path.split('/').collect();
-    let table = parts[0];
-    (2..=3).contains(&parts.len())
-        && table.starts_with(|c: char| c.is_ascii_uppercase())
-        && table.chars().all(|c| c.is_ascii_alphanumeric())
-        && run_id_of(path).is_some()
-}
-
-/// The run id in a data file name `part-<run id>-<attempt>-<nnnn>.parquet`.
-pub fn run_id_of(path: &str) -> Option<String> {
-    let name = path.rsplit('/').next()?;
-    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
-    let mut pieces = stem.rsplitn(3, '-');
-    let (_n, _attempt, run_id) = (pieces.next()?, pieces.next()?, pieces.next()?);
-    Some(run_id.to_owned())
 }
 
 /// Every object of the store (listing is paged by the store; only metadata is kept).
@@ -272,88 +253,4 @@ async fn list_all(store: &dyn ObjectStore) -> Result<Vec<ObjectMeta>, StatusErro
             path: "/".into(),
             source,
         })
-}
-
-/// What a cleanup removes (or would remove).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Cleanup {
-    /// Staged files older than the grace period.
-    pub staged: Vec<Leftover>,
-    /// Replaced files whose replacement was committed longer ago than the grace period.
-    pub replaced: Vec<Leftover>,
-    /// Whether they were deleted (false: dry run).
-    pub deleted: bool,
-}
-
-/// Finds staged and replaced files older than `grace_secs` and, if `delete`, deletes
-/// them. A file listed by a committed manifest and not replaced is never touched.
-pub async fn cleanup(
-    warehouse: &Warehouse,
-    now: i64,
-    grace_secs: i64,
-    delete: bool,
-) -> Result<Cleanup, StatusError> {
-    let status = status(warehouse, now).await?;
-    let old = |l: &Leftover| l.age_secs >= grace_secs;
-    let plan = Cleanup {
-        staged: status.staged.into_iter().filter(old).collect(),
-        replaced: status.replaced.into_iter().filter(old).collect(),
-        deleted: delete,
-    };
-    if delete {
-        // Re-read the committed runs just before deleting: a staged file whose run
-        // committed meanwhile is live now and must stay.
-        let listed_now = warehouse.snapshot().await?;
-        let still_listed = listed_now.listed_files();
-        let store = warehouse.store();
-        for leftover in &plan.staged {
-            if !still_listed.contains(leftover.path.as_str()) {
-                delete_object(store.as_ref(), &leftover.path).await?;
-            }
-        }
-        for leftover in &plan.replaced {
-            if listed_now.replaced.contains(&leftover.path) {
-                delete_object(store.as_ref(), &leftover.path).await?;
-            }
-        }
-    }
-    Ok(plan)
-}
-
-async fn delete_object(store: &dyn ObjectStore, path: &str) -> Result<(), StatusError> {
-    match store.delete(&Path::from(path)).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(source) => Err(StatusError::Store {
-            path: path.into(),
-            source,
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_ids_come_out_of_file_names() {
-        assert_eq!(
-            run_id_of("Patient/export_date=2026-01-02/part-20260102T030405Z-0123abcd-9f8e7d6c-0003.parquet")
-                .as_deref(),
-            Some("20260102T030405Z-0123abcd")
-        );
-        assert_eq!(
-            run_id_of("T/part-compact-00ff-aa-0000.parquet").as_deref(),
-            Some("compact-00ff")
-        );
-        assert_eq!(run_id_of("T/other.parquet"), None);
-        assert!(is_data_file(
-            "Patient/export_date=x/part-r-1-a-0000.parquet"
-        ));
-        assert!(is_data_file("Patient/part-r-1-a-0000.parquet"));
-        assert!(!is_data_file(
-            "prod/Patient/export_date=x/part-r-1-a-0000.parquet"
-        ));
-        assert!(!is_data_file("_runs/part-r-1-a-0000.parquet"));
-        assert!(!is_data_file("Patient/x/y/part-r-1-a-0000.parquet"));
-    }
 }

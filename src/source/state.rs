@@ -17,14 +17,13 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path};
 use serde::{Deserialize, Serialize};
 
-/// Directory of source states.
-pub const STATE_DIR: &str = "_state";
+use crate::warehouse::layout;
 
 /// Errors of reading and writing source state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A store operation failed.
-    #[error("source state {path}: {source}")]
+    #[error("source state {path}")]
     Store {
         /// The object.
         path: String,
@@ -32,7 +31,7 @@ pub enum StateError {
         source: object_store::Error,
     },
     /// A state file is not what this version writes.
-    #[error("source state {path}: {source}")]
+    #[error("source state {path} is not what this version writes")]
     Parse {
         /// The object.
         path: String,
@@ -99,19 +98,12 @@ impl SourceState {
         &self.source
     }
 
-    fn dir(&self) -> Path {
-        Path::from(format!("{STATE_DIR}/{}", self.source))
-    }
-
     fn checkpoint_path(&self, seq: u64) -> Path {
-        Path::from(format!(
-            "{STATE_DIR}/{}/checkpoint-{seq:010}.json",
-            self.source
-        ))
+        layout::checkpoint_path(&self.source, seq)
     }
 
     fn in_flight_path(&self) -> Path {
-        Path::from(format!("{STATE_DIR}/{}/in-flight.json", self.source))
+        layout::in_flight_path(&self.source)
     }
 
     fn store_error(path: &Path) -> impl FnOnce(object_store::Error) -> StateError + '_ {
@@ -123,7 +115,7 @@ impl SourceState {
 
     /// The current checkpoint and its number, or `(0, None)` before the first commit.
     pub async fn checkpoint(&self) -> Result<(u64, Option<Checkpoint>), StateError> {
-        let dir = self.dir();
+        let dir = layout::state_dir(&self.source);
         let objects: Vec<_> = self
             .store
             .list(Some(&dir))
@@ -132,7 +124,7 @@ impl SourceState {
             .map_err(Self::store_error(&dir))?;
         let latest = objects
             .iter()
-            .filter_map(|o| checkpoint_seq(o.location.filename()?))
+            .filter_map(|o| layout::checkpoint_seq(o.location.filename()?))
             .max();
         let Some(seq) = latest else {
             return Ok((0, None));
@@ -224,14 +216,6 @@ fn json_payload(value: &impl Serialize, path: &Path) -> Result<PutPayload, State
         })
 }
 
-/// The number of a `checkpoint-NNNNNNNNNN.json` name.
-fn checkpoint_seq(name: &str) -> Option<u64> {
-    name.strip_prefix("checkpoint-")?
-        .strip_suffix(".json")?
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,11 +258,5 @@ mod tests {
         state.clear_in_flight().await.unwrap();
         state.clear_in_flight().await.unwrap();
         assert_eq!(state.in_flight().await.unwrap(), None);
-    }
-
-    #[test]
-    fn checkpoint_names() {
-        assert_eq!(checkpoint_seq("checkpoint-0000000012.json"), Some(12));
-        assert_eq!(checkpoint_seq("in-flight.json"), None);
     }
 }

@@ -1,8 +1,57 @@
-//! FHIR `date`, `dateTime` and `instant` text to a UTC timestamp (the `_ts` companion).
+//! Instants: FHIR `date`, `dateTime` and `instant` text to a UTC timestamp (the `_ts`
+//! companion columns, transactionTime ordering), and the present time as RFC 3339.
 //!
 //! Partial dates (`2020`, `2020-03`) give the start of the period; a time without an
 //! offset is taken as UTC. Text that does not parse gives no timestamp (the exact text
 //! is kept either way).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The current time as RFC 3339 UTC with seconds (`2026-11-28T22:54:17Z`).
+pub fn now_rfc3339() -> String {
+    rfc3339(unix_now())
+}
+
+/// Seconds since the Unix epoch as RFC 3339 UTC (`2026-11-28T22:54:17Z`).
+pub fn rfc3339(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// Microseconds since the Unix epoch as RFC 3339 UTC, with the fraction only when there
+/// is one (`2026-11-28T22:54:17.25Z`).
+pub fn rfc3339_micros(micros: i64) -> String {
+    let text = rfc3339(micros.div_euclid(1_000_000));
+    match micros.rem_euclid(1_000_000) {
+        0 => text,
+        fraction => {
+            let digits = format!("{fraction:06}");
+            format!(
+                "{}.{}Z",
+                text.trim_end_matches('Z'),
+                digits.trim_end_matches('0')
+            )
+        }
+    }
+}
+
+/// Seconds since the Unix epoch as `yyyymmddThhmmssZ` (run ids: sortable, path-safe).
+pub fn compact_utc(secs: i64) -> String {
+    rfc3339(secs).replace(['-', ':'], "")
+}
 
 /// Microseconds since the Unix epoch, UTC, of a FHIR date/dateTime/instant text.
 pub fn parse_micros(text: &str) -> Option<i64> {
@@ -147,6 +196,15 @@ mod tests {
         ] {
             assert_eq!(parse_micros(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn instants_format_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(compact_utc(86_399), "19700101T235959Z");
+        let micros = parse_micros("2026-01-02T03:04:05.25Z").unwrap();
+        assert_eq!(rfc3339_micros(micros), "2026-01-02T03:04:05.25Z");
+        assert_eq!(rfc3339_micros(-1), "1969-12-31T23:59:59.999999Z");
     }
 
     #[test]

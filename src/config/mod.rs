@@ -1,0 +1,490 @@
+//! `pipeline.toml`: parsed once (unknown keys are errors), then validated into typed
+//! values that the rest of the program uses without re-checking.
+//!
+//! Each part is owned by the module it configures, the way vector's components own
+//! theirs: `[warehouse]` by [`crate::warehouse::config`], `[parquet]` by
+//! [`crate::sink::config`], `[decode]` and `[quarantine]` by [`crate::ingest::config`],
+//! `[[sources]]` by [`crate::source::config`] (with `[sources.bulk]` in
+//! [`crate::bulk::BulkConfig`]); `[daemon]` is here. This module composes them and
+//! names the file and the dotted key of any problem.
+//!
+//! Every key, its meaning and its default are documented on the fields and in the
+//! committed `pipeline.toml`. Relative paths are resolved against the directory of the
+//! configuration file, so a scheduled job behaves the same from any working directory.
+
+use std::{
+    num::NonZeroUsize,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use crate::{
+    ingest::config::{DecodeConfig, IngestSettings, RawDecode, RawQuarantine},
+    sink::{ParquetConfig, RawParquet},
+    source::config::{RawSource, SourceConfig},
+    warehouse::config::{RawWarehouse, WarehouseConfig},
+};
+
+/// Errors of reading and validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config {path}")]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("config {path}: `{key}`: {message}")]
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The dotted key where parsing failed (`parquet.compression`, `sources[0].kind`).
+        key: String,
+        /// The parser's message, with the line and column.
+        message: String,
+    },
+    /// A value of the right type that makes no sense.
+    #[error("config {path}: `{key}`: {reason}")]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// The dotted key (`parquet.compression_level`).
+        key: String,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+/// The file as written; see [`Config`] for the validated form.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where tables are written.
+    #[serde(default)]
+    pub warehouse: RawWarehouse,
+    /// How Parquet files are written.
+    #[serde(default)]
+    pub parquet: RawParquet,
+    /// How NDJSON is decoded.
+    #[serde(default)]
+    pub decode: RawDecode,
+    /// What happens to lines that cannot be ingested.
+    #[serde(default)]
+    pub quarantine: RawQuarantine,
+    /// How `fhir-ingest daemon` runs.
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    /// The sources to ingest (`[[sources]]`), at least one.
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// Address of the `/healthz` and `/metrics` (Prometheus) endpoint. Default
+    /// `127.0.0.1:9464`; port 0 picks a free port (printed at start).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Sources running at the same time at most. Default 2.
+    #[serde(default = "default_max_concurrent_sources")]
+    pub max_concurrent_sources: usize,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            max_concurrent_sources: default_max_concurrent_sources(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn default_max_concurrent_sources() -> usize {
+    2
+}
+
+/// Validated `[daemon]`.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Where `/healthz` and `/metrics` are served.
+    pub listen: std::net::SocketAddr,
+    /// Sources running at the same time at most.
+    pub max_concurrent_sources: NonZeroUsize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        RawDaemon::default()
+            .validate()
+            .expect("the defaults are valid")
+    }
+}
+
+impl RawDaemon {
+    /// Validates the table; an error is the key and the reason.
+    fn validate(&self) -> Result<DaemonConfig, (&'static str, String)> {
+        let listen = self.listen.parse().map_err(|e| {
+            (
+                "daemon.listen",
+                format!("{:?}: {e} (expected host:port)", self.listen),
+            )
+        })?;
+        let max_concurrent_sources = NonZeroUsize::new(self.max_concurrent_sources).ok_or((
+            "daemon.max_concurrent_sources",
+            "must be at least 1".to_owned(),
+        ))?;
+        Ok(DaemonConfig {
+            listen,
+            max_concurrent_sources,
+        })
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    /// Where and how tables are written.
+    pub warehouse: WarehouseConfig,
+    /// How Parquet is written.
+    pub parquet: ParquetConfig,
+    /// How NDJSON is decoded.
+    pub decode: DecodeConfig,
+    /// Rejection threshold.
+    pub max_rejected_fraction: f64,
+    /// How the daemon runs.
+    pub daemon: DaemonConfig,
+    /// The sources, in file order.
+    pub sources: Vec<SourceConfig>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors and anchors
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let parse_error = |key: String, message: String| ConfigError::Parse {
+            path: path.into(),
+            key,
+            message,
+        };
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| parse_error(String::new(), e.to_string().trim_end().to_owned()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            parse_error(
+                e.path().to_string(),
+                e.inner().to_string().trim_end().to_owned(),
+            )
+        })?;
+        Self::validate(raw, path)
+    }
+
+    /// Validates a raw configuration.
+    pub fn validate(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            reason,
+        };
+        let warehouse = raw
+            .warehouse
+            .validate(base)
+            .map_err(|e| invalid(format!("warehouse.{}", e.key), e.reason))?;
+        let parquet = raw
+            .parquet
+            .validate()
+            .map_err(|e| invalid(format!("parquet.{}", e.key), e.reason))?;
+        let decode = raw
+            .decode
+            .validate()
+            .map_err(|e| invalid(e.key.into(), e.reason))?;
+        let max_rejected_fraction = raw
+            .quarantine
+            .validate()
+            .map_err(|e| invalid(e.key.into(), e.reason))?;
+        let daemon = raw
+            .daemon
+            .validate()
+            .map_err(|(key, reason)| invalid(key.into(), reason))?;
+        if raw.sources.is_empty() {
+            return Err(invalid(
+                "sources".into(),
+                "at least one [[sources]] is needed".into(),
+            ));
+        }
+        let mut sources: Vec<SourceConfig> = Vec::with_capacity(raw.sources.len());
+        for (i, source) in raw.sources.into_iter().enumerate() {
+            let name = source.name.clone();
+            let source = source
+                .validate(base)
+                .map_err(|e| invalid(format!("sources[{i}].{}", e.key), e.reason))?;
+            if sources.iter().any(|s| s.name == name) {
+                return Err(invalid(
+                    format!("sources[{i}].name"),
+                    format!("{name:?} is used twice"),
+                ));
+            }
+            sources.push(source);
+        }
+        Ok(Self {
+            path: path.into(),
+            warehouse,
+            parquet,
+            decode,
+            max_rejected_fraction,
+            daemon,
+            sources,
+        })
+    }
+
+    /// The configuration of a backfill (`convert`): one `files` source into the given
+    /// warehouse, every other key at its default.
+    pub fn for_files(
+        warehouse: WarehouseConfig,
+        parquet: ParquetConfig,
+        decode: DecodeConfig,
+        source: SourceConfig,
+    ) -> Self {
+        Self {
+            path: PathBuf::from("<command line>"),
+            warehouse,
+            parquet,
+            decode,
+            max_rejected_fraction: RawQuarantine::default().max_rejected_fraction,
+            daemon: DaemonConfig::default(),
+            sources: vec![source],
+        }
+    }
+
+    /// How every run of this configuration decodes and writes.
+    pub fn ingest_settings(&self) -> IngestSettings {
+        IngestSettings {
+            decode: self.decode.clone(),
+            parquet: self.parquet.clone(),
+            partition_by: self.warehouse.partition_by,
+            max_rejected_fraction: self.max_rejected_fraction,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn s3_settings_parse() {
+        let text = format!(
+            "[warehouse]\nurl = \"s3://b/p\"\nendpoint = \"http://127.0.0.1:8333\"\nallow_http = true\nmax_retries = 3\n{MINIMAL}"
+        );
+        let config = Config::parse(&text, Path::new("p.toml")).unwrap();
+        assert_eq!(config.warehouse.store.allow_http, Some(true));
+        assert_eq!(config.warehouse.store.max_retries, 3);
+    }
+
+    use parquet::basic::{Compression, ZstdLevel};
+
+    use super::*;
+    use crate::{
+        auth::{AuthConfig, SecretSource},
+        bulk::BulkConfig,
+        source::SourceKind,
+        warehouse::{PartitionBy, WarehouseLocation},
+    };
+
+    const MINIMAL: &str = "[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [\"data\"]\n";
+
+    #[test]
+    fn committed_pipeline_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.sources[0].name, "sample");
+        assert_eq!(
+            config.parquet.compression,
+            Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
+        );
+    }
+
+    #[test]
+    fn schedules_and_daemon_settings_are_validated() {
+        let config = Config::parse(
+            &format!("[daemon]\nlisten = \"127.0.0.1:0\"\nmax_concurrent_sources = 3\n{MINIMAL}schedule = \"*/5 * * * *\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.daemon.max_concurrent_sources.get(), 3);
+        assert_eq!(
+            config.sources[0].schedule.as_ref().unwrap().expression(),
+            "*/5 * * * *"
+        );
+        let defaults = Config::parse(MINIMAL, Path::new("p.toml")).unwrap();
+        assert_eq!(defaults.daemon.listen.to_string(), "127.0.0.1:9464");
+        assert!(defaults.sources[0].schedule.is_none());
+        for (extra, key) in [
+            ("[daemon]\nlisten = \"nowhere\"\n", "daemon.listen"),
+            (
+                "[daemon]\nmax_concurrent_sources = 0\n",
+                "daemon.max_concurrent_sources",
+            ),
+        ] {
+            let err = Config::parse(&format!("{extra}{MINIMAL}"), Path::new("p.toml")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = Config::parse(
+            &format!("{MINIMAL}schedule = \"every night\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sources[0].schedule"), "{err}");
+    }
+
+    #[test]
+    fn commented_bulk_example_in_pipeline_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("# --- bulk source example").unwrap();
+        let end = text.find("# --- end of the bulk source example").unwrap();
+        let example: String = text[start..end]
+            .lines()
+            .skip(1)
+            .filter(|l| !l.starts_with("# #"))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let config = Config::parse(&example, &path).unwrap();
+        let SourceKind::Bulk { client } = &config.sources[0].kind else {
+            panic!("a bulk source");
+        };
+        assert_eq!(client.base_url, "https://ehr.example.org/fhir");
+        assert_eq!(**client, {
+            let mut expected = BulkConfig::new("https://ehr.example.org/fhir");
+            expected.auth = AuthConfig::Bearer {
+                token: SecretSource::Env("EHR_TOKEN".into()),
+            };
+            expected
+        });
+    }
+
+    #[test]
+    fn defaults_fill_missing_sections_and_paths_are_relative_to_the_file() {
+        let config = Config::parse(MINIMAL, Path::new("/etc/fi/pipeline.toml")).unwrap();
+        assert_eq!(
+            config.warehouse.location,
+            WarehouseLocation::Local("/etc/fi/warehouse".into())
+        );
+        assert_eq!(config.warehouse.store.max_retries, 10);
+        assert_eq!(config.warehouse.partition_by, PartitionBy::ExportDate);
+        let SourceKind::Files { paths } = &config.sources[0].kind else {
+            panic!("a files source");
+        };
+        assert_eq!(paths[0], Path::new("/etc/fi/data"));
+        assert_eq!(config.decode.max_line_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = Config::parse(
+            &format!("{MINIMAL}\n[parquet]\ncodec = \"zstd\"\n"),
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("p.toml") && msg.contains("codec"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (extra, key) in [
+            (
+                "[parquet]\ncompression = \"brotli9\"\n",
+                "parquet.compression",
+            ),
+            (
+                "[parquet]\ncompression_level = 99\n",
+                "parquet.compression_level",
+            ),
+            (
+                "[warehouse]\npartition_by = \"day\"\n",
+                "warehouse.partition_by",
+            ),
+            (
+                "[quarantine]\nmax_rejected_fraction = 2.0\n",
+                "quarantine.max_rejected_fraction",
+            ),
+            ("[decode]\nbatch_rows = 0\n", "decode.batch_rows"),
+            ("[warehouse]\nurl = \"ftp://x/y\"\n", "warehouse.url"),
+            ("[warehouse]\nurl = \"s3:///y\"\n", "warehouse.url"),
+            ("[warehouse]\nregion = \"eu-west-1\"\n", "warehouse.region"),
+            (
+                "[warehouse]\nurl = \"s3://b\"\nendpoint = \"localhost:1\"\n",
+                "warehouse.endpoint",
+            ),
+        ] {
+            let err =
+                Config::parse(&format!("{MINIMAL}\n{extra}"), Path::new("p.toml")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let err = Config::parse("", Path::new("p.toml")).unwrap_err();
+        assert!(err.to_string().contains("sources"), "{err}");
+    }
+
+    const BULK: &str = "[[sources]]\nname = \"ehr\"\nkind = \"bulk\"\n\
+        [sources.bulk]\nbase_url = \"https://ehr.example.org/fhir\"\ntypes = [\"Patient\"]\n\
+        [sources.bulk.auth]\ntype = \"bearer\"\ntoken = { file = \"secrets/token\" }\n";
+
+    #[test]
+    fn bulk_source_parses_with_auth_files_relative_to_the_config() {
+        let config = Config::parse(BULK, Path::new("/etc/fi/pipeline.toml")).unwrap();
+        let SourceKind::Bulk { client } = &config.sources[0].kind else {
+            panic!("a bulk source");
+        };
+        assert_eq!(client.types, ["Patient"]);
+        assert_eq!(client.parallel_downloads, 4);
+        assert_eq!(
+            client.auth,
+            AuthConfig::Bearer {
+                token: SecretSource::File("/etc/fi/secrets/token".into())
+            }
+        );
+    }
+
+    #[test]
+    fn bulk_source_errors_name_the_key() {
+        for (text, key) in [
+            (
+                "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n",
+                "sources[0].bulk",
+            ),
+            (
+                "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"nope\"\n",
+                "sources[0].bulk",
+            ),
+            (
+                "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x\"\ntoken = \"abc\"\n",
+                "token",
+            ),
+            (
+                "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x\"\n[sources.bulk.auth]\ntype = \"bearer\"\ntoken = \"inline\"\n",
+                "expected `env` or `file`",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new("p.toml")).unwrap_err();
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+    }
+}

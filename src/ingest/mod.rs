@@ -1,0 +1,378 @@
+//! One run: input files through decoders into Parquet, then the commit of the run
+//! manifest. A run knows no source kinds: it takes a complete [`RunSpec`].
+//!
+//! ```text
+//! reader threads ──chunks──► decode workers (one per core) ──batches──► writer threads
+//!      │                          │                                        │
+//!      └──── rejected lines, file totals ──► this thread: quarantine, totals
+//!                                                          │
+//!                                      all files complete ─► run manifest (create-only)
+//! ```
+//!
+//! Readers (one for local files, `parallel_downloads` for an export) take files from a
+//! shared queue. Every channel is bounded, so memory stays flat: a few chunks of lines,
+//! a few batches per worker, and one row group plus one upload part per open file. A
+//! run with more rejected lines than the configured fraction is not committed; a
+//! cancelled run (its [`RunContext::cancel`] token) stops reading, drops its unfinished
+//! files and commits nothing.
+//!
+//! A run of an export (one with a transactionTime) has a run id derived from the source
+//! and the transactionTime: if that run is committed already, the run stops before
+//! reading anything ([`Outcome::AlreadyCommitted`]); if another ingester commits it
+//! first, this one reports [`Outcome::CommittedByAnother`]. Data files carry an attempt
+//! token too, so attempts never overwrite each other's files.
+
+pub mod config;
+mod progress;
+mod read;
+mod report;
+mod worker;
+mod write;
+
+use std::{
+    collections::BTreeMap,
+    num::NonZeroUsize,
+    sync::{
+        Arc, Mutex,
+        atomic::AtomicUsize,
+        mpsc::{SyncSender, sync_channel},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+pub use self::{
+    config::{DecodeConfig, IngestSettings},
+    progress::{Progress, ProgressSnapshot},
+};
+use self::{read::FileReader, worker::DecodeWorker, write::Writer};
+use crate::{
+    decode::{LineDecoder, RunLineage},
+    failpoint,
+    input::{InputError, InputFile},
+    schema::Registry,
+    sink::{Quarantine, RunFiles, SinkError, writer_properties},
+    temporal,
+    warehouse::{
+        ExportRecord, MANIFEST_VERSION, RunKind, RunManifest, TableId, TableManifest, Warehouse,
+        WarehouseError, layout,
+    },
+};
+
+/// Errors that fail a run (nothing is committed).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// An input file could not be read at all.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Writing Parquet or the quarantine failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Committing the run failed.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// Building a record batch failed (a bug: the decoder and the schema disagree).
+    #[error("building a {table} batch")]
+    Batch {
+        /// The table.
+        table: String,
+        /// Arrow's error.
+        source: arrow_schema::ArrowError,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread")]
+    Spawn(#[source] std::io::Error),
+    /// A worker thread panicked.
+    #[error("a {0} thread panicked")]
+    Panicked(&'static str),
+}
+
+/// What every run of an invocation shares.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The opened warehouse.
+    pub warehouse: Warehouse,
+    /// The schemas.
+    pub registry: Arc<Registry>,
+    /// The runtime the store and the HTTP clients use. Runs block on it: call them
+    /// from outside it (a plain thread, or `spawn_blocking`).
+    pub runtime: Handle,
+    /// Cancelled on Ctrl-C or SIGTERM: runs stop, commit nothing, and a bulk source
+    /// cancels its export on the server.
+    pub cancel: CancellationToken,
+    /// Counters for a live display.
+    pub progress: Arc<Progress>,
+}
+
+/// What one run ingests: everything it needs, complete before it starts.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The source name recorded in lineage and the manifest.
+    pub source: String,
+    /// The files, in order.
+    pub inputs: Vec<InputFile>,
+    /// Files read at once: 1 for local files, the download limit for an export.
+    pub parallel_files: NonZeroUsize,
+    /// The export's transactionTime, if the files came from an export.
+    pub transaction_time: Option<String>,
+    /// What the export adds to the manifest (`deleted[]`, `error[]`).
+    pub export: ExportRecord,
+}
+
+/// How a run ended (a failure is an error instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed, nothing rejected.
+    Complete,
+    /// Committed, but incomplete: some lines rejected (within the threshold).
+    Partial,
+    /// Not committed: more lines rejected than the threshold allows.
+    TooManyRejected,
+    /// Nothing written: this export (same source and transactionTime) was committed by
+    /// an earlier run; the summary holds that run's manifest.
+    AlreadyCommitted,
+    /// Written, but another ingester committed the same export first: its commit
+    /// stands, this attempt's files are staged leftovers (see `cleanup`).
+    CommittedByAnother,
+    /// Stopped by the cancellation token (Ctrl-C, SIGTERM): nothing committed.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Whether this run's manifest was committed by this run.
+    pub fn committed(self) -> bool {
+        matches!(self, Self::Complete | Self::Partial)
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// What was (or would have been) committed.
+    pub manifest: RunManifest,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Runs `spec` into the context's warehouse. Blocking: call it outside the runtime.
+pub fn run(
+    cx: &RunContext,
+    settings: &IngestSettings,
+    spec: RunSpec,
+) -> Result<RunSummary, IngestError> {
+    let started = Instant::now();
+    let started_at = temporal::now_rfc3339();
+    let run_id = match &spec.transaction_time {
+        Some(transaction_time) => layout::export_run_id(&spec.source, transaction_time),
+        None => layout::new_run_id(),
+    };
+    if spec.transaction_time.is_some()
+        && let Some(manifest) = cx.runtime.block_on(cx.warehouse.committed_run(&run_id))?
+    {
+        return Ok(RunSummary {
+            manifest,
+            outcome: Outcome::AlreadyCommitted,
+            elapsed: started.elapsed(),
+        });
+    }
+    Progress::add(&cx.progress.files_total, spec.inputs.len() as u64);
+    let files = RunFiles {
+        store: cx.warehouse.store(),
+        runtime: cx.runtime.clone(),
+        run_id: run_id.clone(),
+        attempt: layout::new_attempt(),
+    };
+    let (tables, rejected, input) = run_threads(cx, settings, &spec, &files)?;
+
+    let mut manifest = RunManifest {
+        format_version: MANIFEST_VERSION,
+        run_id,
+        kind: RunKind::Ingest,
+        attempt: files.attempt,
+        source: spec.source,
+        started_at,
+        finished_at: temporal::now_rfc3339(),
+        transaction_time: spec.transaction_time,
+        tables,
+        replaces: Vec::new(),
+        input,
+        rejected,
+        deleted: spec.export.deleted,
+        server_errors: spec.export.server_errors,
+    };
+    let outcome = if cx.cancel.is_cancelled() {
+        manifest.tables.clear();
+        Outcome::Cancelled
+    } else {
+        judge_rejections(&manifest, settings.max_rejected_fraction)
+    };
+    failpoint::hit("after-data-files");
+    let outcome = match outcome {
+        Outcome::TooManyRejected | Outcome::Cancelled => outcome,
+        _ => match cx.runtime.block_on(cx.warehouse.commit(&manifest)) {
+            Ok(_) => outcome,
+            Err(WarehouseError::AlreadyCommitted { .. }) => Outcome::CommittedByAnother,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    Ok(RunSummary {
+        manifest,
+        outcome,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Complete, partial, or too many rejected lines to commit.
+fn judge_rejections(manifest: &RunManifest, max_rejected_fraction: f64) -> Outcome {
+    let rejected = manifest.rejected.lines;
+    let records = manifest.rows() + rejected;
+    if rejected == 0 {
+        Outcome::Complete
+    } else if rejected as f64 > max_rejected_fraction * records as f64 {
+        Outcome::TooManyRejected
+    } else {
+        Outcome::Partial
+    }
+}
+
+type Tables = BTreeMap<TableId, TableManifest>;
+
+/// Reads, decodes and writes every input on threads; returns what each table wrote,
+/// the rejections and the input totals. A cancelled run returns what it has, without
+/// the errors its cancellation caused.
+fn run_threads(
+    cx: &RunContext,
+    settings: &IngestSettings,
+    spec: &RunSpec,
+    files: &RunFiles,
+) -> Result<
+    (
+        Tables,
+        crate::warehouse::RejectedTotals,
+        crate::warehouse::InputTotals,
+    ),
+    IngestError,
+> {
+    let decode = &settings.decode;
+    let workers = decode.workers.get();
+    let writers = workers;
+    let lineage = Arc::new(RunLineage {
+        source: spec.source.clone(),
+        run_id: files.run_id.clone(),
+        transaction_time: spec.transaction_time.clone(),
+    });
+    let export_date = spec
+        .transaction_time
+        .clone()
+        .unwrap_or_else(temporal::now_rfc3339);
+    let partition = layout::partition_dir(settings.partition_by, &export_date);
+
+    let (work_tx, work_rx) = sync_channel(workers * 2);
+    // Chunk buffers go back to the readers, so their pages are reused, not faulted anew.
+    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(workers * 2 + 2);
+    let recycle_rx = Mutex::new(recycle_rx);
+    let next_file = AtomicUsize::new(0);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (report_tx, report_rx) = sync_channel(1024);
+    let (batch_txs, batch_rxs): (Vec<SyncSender<_>>, Vec<_>) =
+        (0..writers).map(|_| sync_channel(workers * 2)).unzip();
+
+    let result = std::thread::scope(|scope| {
+        let readers = spec.parallel_files.get().min(spec.inputs.len()).max(1);
+        let mut reader_handles = Vec::with_capacity(readers);
+        for _ in 0..readers {
+            let reader = FileReader {
+                inputs: &spec.inputs,
+                next: &next_file,
+                decode,
+                work_tx: work_tx.clone(),
+                report_tx: report_tx.clone(),
+                recycled: &recycle_rx,
+                progress: &cx.progress,
+                cancel: &cx.cancel,
+            };
+            reader_handles.push(spawn(scope, "reader", move || reader.run())?);
+        }
+        drop(work_tx);
+        let mut decoders = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let work_rx = work_rx.clone();
+            let worker = DecodeWorker {
+                decoder: LineDecoder::new(cx.registry.clone(), lineage.clone()),
+                batch_txs: batch_txs.clone(),
+                report_tx: report_tx.clone(),
+                recycle_tx: recycle_tx.clone(),
+                batch_rows: decode.batch_rows.get(),
+                max_line_bytes: decode.max_line_bytes,
+                progress: &cx.progress,
+            };
+            decoders.push(spawn(scope, "decode", move || worker.run(&work_rx))?);
+        }
+        // Only the workers may hold these: when they are all gone, the channels close
+        // and a reader or decoder blocked on them stops instead of waiting forever.
+        drop((work_rx, recycle_tx, batch_txs, report_tx));
+        let mut writer_handles = Vec::with_capacity(writers);
+        for rx in batch_rxs {
+            let writer = Writer::new(
+                files.clone(),
+                &cx.registry,
+                writer_properties(&settings.parquet),
+                settings.parquet.max_file_bytes,
+                partition.clone(),
+                &cx.cancel,
+            );
+            writer_handles.push(spawn(scope, "writer", move || writer.run(rx))?);
+        }
+        let collected =
+            report::collect_reports(report_rx, Quarantine::new(files.clone()), &cx.progress);
+
+        let mut read = Ok(0);
+        for handle in reader_handles {
+            let result = handle.join().map_err(|_| IngestError::Panicked("reader"))?;
+            read = match (read, result) {
+                (Ok(a), Ok(b)) => Ok(a + b),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
+        for handle in decoders {
+            handle
+                .join()
+                .map_err(|_| IngestError::Panicked("decoder"))??;
+        }
+        let mut tables = BTreeMap::new();
+        for handle in writer_handles {
+            tables.extend(
+                handle
+                    .join()
+                    .map_err(|_| IngestError::Panicked("writer"))??,
+            );
+        }
+        let (rejected, mut input) = collected?;
+        input.files = match read {
+            Ok(files) => files,
+            Err(_) if cx.cancel.is_cancelled() => 0,
+            Err(e) => return Err(e),
+        };
+        Ok((tables, rejected, input))
+    });
+    match result {
+        Err(_) if cx.cancel.is_cancelled() => Ok(Default::default()),
+        other => other,
+    }
+}
+
+/// Starts a named thread (names show in profilers and debuggers).
+fn spawn<'scope, 'env, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> Result<std::thread::ScopedJoinHandle<'scope, T>, IngestError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(scope, f)
+        .map_err(IngestError::Spawn)
+}

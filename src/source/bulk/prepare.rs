@@ -1,0 +1,283 @@
+//! Before the downloads: the checkpoint (repaired after a crash), the export (resumed or
+//! kicked off), its manifest (polled for), and its `error[]` and `deleted[]` files.
+
+use super::ExportError;
+use crate::{
+    auth::redact_url,
+    bulk::{BulkClient, KickOff, Manifest, PollProgress},
+    source::state::{Checkpoint, InFlight, SourceState},
+    temporal,
+    warehouse::{DeletedRef, RunManifest, Warehouse},
+};
+
+/// The export to ingest, ready for download.
+pub(super) struct Prepared {
+    pub kickoff: KickOff,
+    pub manifest: Manifest,
+    pub transaction_time: String,
+    pub since: Option<String>,
+    pub resumed: bool,
+    pub seq: u64,
+    pub deleted: Vec<DeletedRef>,
+    pub server_errors: Vec<String>,
+}
+
+/// Repairs the checkpoint, resumes or starts the export, waits for its manifest and
+/// fetches its `error[]` and `deleted[]` files. `active` holds the export once it is
+/// kicked off or resumed, so that a run cancelled meanwhile (the caller drops this
+/// future) can cancel it on the server.
+pub(super) async fn prepare(
+    warehouse: &Warehouse,
+    state: &SourceState,
+    client: &BulkClient,
+    active: &mut Option<KickOff>,
+) -> Result<Prepared, ExportError> {
+    let (seq, checkpoint) = repair_checkpoint(warehouse, state).await?;
+    let since = checkpoint
+        .map(|c| c.transaction_time)
+        .or_else(|| client.config().since.clone());
+    let mut resume = match state.in_flight().await? {
+        Some(record) if record.checkpoint_seq == seq => {
+            tracing::info!(
+                "resuming the export kicked off at {} ({})",
+                record.kicked_off_at,
+                redact_url(&record.status_url)
+            );
+            Some(KickOff::Accepted {
+                status_url: record.status_url,
+            })
+        }
+        Some(_) => {
+            // Started from an older checkpoint, which has moved since: already ingested.
+            state.clear_in_flight().await?;
+            None
+        }
+        None => None,
+    };
+    let resumed = resume.is_some();
+    let (kickoff, manifest) = loop {
+        let kickoff = match resume.take() {
+            Some(kickoff) => kickoff,
+            None => kick_off(state, client, since.as_deref(), seq).await?,
+        };
+        *active = Some(kickoff.clone());
+        match wait_for_manifest(client, &kickoff).await {
+            Ok(manifest) => break (kickoff, manifest),
+            Err(ExportError::Bulk(e)) if resumed && e.needs_new_export() => {
+                tracing::warn!("{e}: starting a new export");
+                *active = None;
+                state.clear_in_flight().await?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let transaction_time =
+        manifest
+            .transaction_time
+            .clone()
+            .ok_or_else(|| ExportError::NoTransactionTime {
+                url: redact_url(&client.kickoff_url()),
+            })?;
+    let (server_errors, deleted) = fetch_errors_and_deleted(client, &manifest).await?;
+    tracing::info!(
+        files = manifest.output.len(),
+        deleted = deleted.len(),
+        server_issues = server_errors.len(),
+        "export complete: transactionTime {transaction_time}, {} files, {} deleted, {} server issues",
+        manifest.output.len(),
+        deleted.len(),
+        server_errors.len()
+    );
+    Ok(Prepared {
+        kickoff,
+        manifest,
+        transaction_time,
+        since,
+        resumed,
+        seq,
+        deleted,
+        server_errors,
+    })
+}
+
+/// The checkpoint, advanced first to the newest committed run of the source when a
+/// crash came between that run's commit and its checkpoint.
+async fn repair_checkpoint(
+    warehouse: &Warehouse,
+    state: &SourceState,
+) -> Result<(u64, Option<Checkpoint>), ExportError> {
+    let (seq, checkpoint) = state.checkpoint().await?;
+    let runs = warehouse.committed_runs().await?;
+    // Newest by the export's transactionTime, not by run id: run ids of one second
+    // do not sort by time.
+    let newest = runs
+        .into_iter()
+        .filter(|r| r.source == state.source())
+        .filter(|r| r.transaction_time.is_some())
+        .max_by(|a, b| instant(run_time(a)).cmp(&instant(run_time(b))));
+    let Some(run) = newest else {
+        return Ok((seq, checkpoint));
+    };
+    if checkpoint
+        .as_ref()
+        .is_some_and(|c| instant(&c.transaction_time) >= instant(run_time(&run)))
+    {
+        return Ok((seq, checkpoint));
+    }
+    let repaired = Checkpoint {
+        source: run.source.clone(),
+        transaction_time: run.transaction_time.clone().unwrap_or_default(),
+        run_id: run.run_id.clone(),
+        committed_at: run.finished_at.clone(),
+    };
+    tracing::warn!(
+        "run {} was committed but the checkpoint not moved: moving it to {}",
+        run.run_id,
+        repaired.transaction_time
+    );
+    let seq = state.advance(seq, &repaired).await?;
+    state.clear_in_flight().await?;
+    Ok((seq, Some(repaired)))
+}
+
+/// A committed run's transactionTime ("" for none).
+fn run_time(run: &RunManifest) -> &str {
+    run.transaction_time.as_deref().unwrap_or("")
+}
+
+/// An export's transactionTime as a sortable instant (microseconds, then the text).
+fn instant(transaction_time: &str) -> (Option<i64>, &str) {
+    (temporal::parse_micros(transaction_time), transaction_time)
+}
+
+/// Kicks off a new export and records it as in flight.
+async fn kick_off(
+    state: &SourceState,
+    client: &BulkClient,
+    since: Option<&str>,
+    seq: u64,
+) -> Result<KickOff, ExportError> {
+    let url = redact_url(&client.kickoff_url());
+    match since {
+        Some(since) => tracing::info!("kick-off {url} with _since={since}"),
+        None => tracing::info!("kick-off {url} (full export)"),
+    }
+    let kickoff = client.kick_off(since).await?;
+    if let KickOff::Accepted { status_url } = &kickoff {
+        state
+            .set_in_flight(&InFlight {
+                status_url: status_url.clone(),
+                kicked_off_at: temporal::now_rfc3339(),
+                since: since.map(str::to_owned),
+                checkpoint_seq: seq,
+            })
+            .await?;
+    } else {
+        tracing::info!("the server answered with the manifest at once (synchronous export)");
+    }
+    crate::failpoint::hit("after-kick-off");
+    Ok(kickoff)
+}
+
+/// Waits for the manifest, logging the poll progress.
+async fn wait_for_manifest(
+    client: &BulkClient,
+    kickoff: &KickOff,
+) -> Result<Manifest, ExportError> {
+    let mut updates = client.progress();
+    let manifest = client.manifest(kickoff);
+    futures::pin_mut!(manifest);
+    let mut printed = 0;
+    loop {
+        tokio::select! {
+            result = &mut manifest => return Ok(result?),
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let update = updates.borrow_and_update().clone();
+                if let Some(line) = poll_line(&update, &mut printed) {
+                    tracing::info!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// A progress line per poll that got an answer.
+pub(super) fn poll_line(update: &PollProgress, printed: &mut u32) -> Option<String> {
+    let wait = update.next_wait?;
+    if update.polls == *printed || update.complete {
+        return None;
+    }
+    *printed = update.polls;
+    Some(format!(
+        "export in progress: {} (poll {}, next in {:.1} s)",
+        update.progress.as_deref().unwrap_or("-"),
+        update.polls,
+        wait.as_secs_f64()
+    ))
+}
+
+/// Downloads the `error[]` OperationOutcomes (reported) and the `deleted[]` lists.
+async fn fetch_errors_and_deleted(
+    client: &BulkClient,
+    manifest: &Manifest,
+) -> Result<(Vec<String>, Vec<DeletedRef>), ExportError> {
+    let requires_token = manifest.requires_access_token();
+    let mut server_errors = Vec::new();
+    for file in &manifest.error {
+        server_errors.extend(client.download_errors(&file.url, requires_token).await?);
+    }
+    for message in server_errors.iter().take(10) {
+        tracing::info!("server: {message}");
+    }
+    if server_errors.len() > 10 {
+        tracing::info!(
+            "server: ... {} more issues (in the run manifest's server_errors)",
+            server_errors.len() - 10
+        );
+    }
+    let mut deleted = Vec::new();
+    for file in &manifest.deleted {
+        deleted.extend(
+            client
+                .download_deleted(&file.url, requires_token)
+                .await?
+                .into_iter()
+                .map(|d| DeletedRef {
+                    resource_type: d.resource_type,
+                    id: d.id,
+                }),
+        );
+    }
+    Ok((server_errors, deleted))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn transaction_times_order_by_instant_not_text() {
+        assert!(instant("2026-01-01T10:00:00+02:00") < instant("2026-01-01T09:00:00Z"));
+        assert!(instant("2026-01-01T00:00:00.5Z") > instant("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn one_progress_line_per_answered_poll() {
+        let mut printed = 0;
+        let mut update = PollProgress {
+            polls: 1,
+            ..PollProgress::default()
+        };
+        assert_eq!(poll_line(&update, &mut printed), None, "no answer yet");
+        update.next_wait = Some(Duration::from_secs(2));
+        update.progress = Some("40%".into());
+        let line = poll_line(&update, &mut printed).unwrap();
+        assert!(line.contains("40%") && line.contains("poll 1"), "{line}");
+        assert_eq!(poll_line(&update, &mut printed), None, "printed once");
+    }
+}

@@ -1,0 +1,50 @@
+//! A `files` source: the NDJSON files under its paths, read one at a time.
+
+use std::{num::NonZeroUsize, path::PathBuf};
+
+use super::SourceRun;
+use crate::{
+    ingest::{self, IngestError, IngestSettings, RunContext, RunSpec},
+    input::{self, InputError},
+    warehouse::ExportRecord,
+};
+
+/// Errors of a files source's run.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// The files cannot be listed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The run failed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// Ingests the files under `paths` as one run of source `name`.
+pub fn run(
+    cx: &RunContext,
+    settings: &IngestSettings,
+    name: &str,
+    paths: &[PathBuf],
+    transaction_time: Option<String>,
+) -> Result<SourceRun, FilesError> {
+    let inputs = input::discover(paths, &cx.registry)?;
+    tracing::info!(
+        "source {name}: {} files -> {}",
+        inputs.len(),
+        cx.warehouse.root()
+    );
+    let spec = RunSpec {
+        source: name.to_owned(),
+        inputs,
+        parallel_files: NonZeroUsize::MIN,
+        transaction_time,
+        export: ExportRecord::default(),
+    };
+    let summary = ingest::run(cx, settings, spec)?;
+    Ok(SourceRun {
+        outcome: summary.outcome,
+        summary: Some(summary),
+        export: None,
+    })
+}
