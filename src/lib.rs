@@ -40,4 +40,5 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod view;
 pub mod warehouse;
