@@ -626,7 +626,7 @@ impl<'o> Loader<'o> {
         let mut first_columns: Vec<ColumnDef> = Vec::new();
         for (i, s) in list.iter().enumerate() {
             let bp = format!("{pointer}/{i}");
-            let branch = self.select(s, &bp)?;
+            let mut branch = self.select(s, &bp)?;
             if i == 0 {
                 first_columns = self.columns[base..].to_vec();
             } else {
@@ -645,6 +645,8 @@ impl<'o> Loader<'o> {
                 for (k, (a, b)) in first_columns.iter().zip(&mine).enumerate() {
                     self.reconcile(base + k, a, b)?;
                 }
+                // The branch's columns are the first branch's: point at those.
+                shift_columns(&mut branch, first_columns.len());
             }
             branches.push(branch);
         }
@@ -782,6 +784,16 @@ impl<'o> Loader<'o> {
             }
         }
         Ok(())
+    }
+}
+
+/// Moves the output column indices of `node` and its descendants down by `by`.
+fn shift_columns(node: &mut SelectNode, by: usize) {
+    for (index, _) in &mut node.columns {
+        *index -= by;
+    }
+    for child in node.selects.iter_mut().chain(&mut node.union) {
+        shift_columns(child, by);
     }
 }
 

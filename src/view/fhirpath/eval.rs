@@ -389,7 +389,7 @@ impl Evaluator {
                     .push(Item::Bool(if op == BinOp::Equiv { v } else { !v }));
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
-                let a = self.single(inp, l, op.text())?;
+                let a = self.single_range(inp, l, r, op.text())?;
                 let b = self.single_range(inp, r, end, op.text())?;
                 if let (Some(a), Some(b)) = (a, b) {
                     let ord = compare(a, b)?;
