@@ -10,7 +10,7 @@ use super::{
     PathError,
     parser::{Ast, BinOp, parse},
     temporal::{Kind, Temporal},
-    types::{Ty, TypeSpec},
+    types::{Ty, TypeSpec, is_choice_name},
     value::{Item, Src},
 };
 use crate::view::fhirpath::number::scale_of;
@@ -35,6 +35,8 @@ pub(crate) enum Expr {
     Member {
         input: Option<Box<Expr>>,
         name: Box<str>,
+        /// A choice element's name: keys `name` + a type name match too.
+        choice: bool,
     },
     /// A function applied to the input (or to the context).
     Call {
@@ -212,6 +214,7 @@ fn lower(ast: &Ast, scope: &mut Scope<'_>) -> Result<Lowered, PathError> {
                     Expr::Member {
                         input: None,
                         name: name.as_str().into(),
+                        choice: is_choice_name(name),
                     },
                     None,
                 )
@@ -223,6 +226,7 @@ fn lower(ast: &Ast, scope: &mut Scope<'_>) -> Result<Lowered, PathError> {
                 Expr::Member {
                     input: Some(Box::new(input)),
                     name: name.as_str().into(),
+                    choice: is_choice_name(name),
                 },
                 None,
             )

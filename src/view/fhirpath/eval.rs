@@ -119,10 +119,14 @@ impl Evaluator {
                 ty: Ty::Resource,
             }),
             Expr::This => self.items.extend_from_within(cx.this.0..cx.this.1),
-            Expr::Member { input, name } => {
+            Expr::Member {
+                input,
+                name,
+                choice,
+            } => {
                 let from = self.input(inp, input.as_deref(), cx)?;
                 let end = self.items.len();
-                self.navigate(inp, from.0..from.1, name);
+                self.navigate(inp, from.0..from.1, name, *choice);
                 self.items.drain(start..end);
             }
             Expr::Call { input, func, args } => {
@@ -178,14 +182,28 @@ impl Evaluator {
     }
 
     /// Pushes the elements `name` of the objects in `from` (array items one by one;
-    /// nulls skipped). A key `name` + a type name (`valueQuantity` for `value`) is the
-    /// choice element `name` with that type.
-    fn navigate(&mut self, inp: &Input<'_, '_>, from: std::ops::Range<usize>, name: &str) {
+    /// nulls skipped). For a choice element, a key `name` + a type name
+    /// (`valueQuantity` for `value`) is the element with that type; a key `name` itself
+    /// wins (a choice element never has one, so the object is of another type, where
+    /// `name` is a plain element).
+    fn navigate(&mut self, inp: &Input<'_, '_>, from: std::ops::Range<usize>, name: &str, choice: bool) {
         let tape = inp.tape;
         for i in from {
             let Item::Node { at, .. } = self.items[i] else {
                 continue;
             };
+            let data = Data {
+                tape,
+                pool: inp.pool,
+                arena: &self.arena,
+            };
+            if let Some(value) = data.member(at, name) {
+                push_value(&mut self.items, tape, value, Ty::Unknown);
+                continue;
+            }
+            if !choice {
+                continue;
+            }
             let at = at as usize;
             let Some(&Node::Object { len, .. }) = tape.get(at) else {
                 continue;
@@ -193,17 +211,11 @@ impl Evaluator {
             let mut k = at + 1;
             for _ in 0..len {
                 let value = k + 1;
-                if let Some(Node::String(key)) = tape.get(k) {
-                    let ty = if *key == name {
-                        Some(Ty::Unknown)
-                    } else if key.len() > name.len() && key.starts_with(name) {
-                        Ty::from_choice_suffix(&key[name.len()..])
-                    } else {
-                        None
-                    };
-                    if let Some(ty) = ty {
-                        push_value(&mut self.items, tape, value, ty);
-                    }
+                if let Some(Node::String(key)) = tape.get(k)
+                    && let Some(suffix) = key.strip_prefix(name)
+                    && let Some(ty) = Ty::from_choice_suffix(suffix)
+                {
+                    push_value(&mut self.items, tape, value, ty);
                 }
                 k = value + span(tape, value);
             }
@@ -1178,6 +1190,162 @@ fn reference_key(text: &str) -> Option<(Option<&str>, usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::fhirpath::compile::{Scope, compile};
+
+    const PATIENT: &str = r#"{"resourceType":"Patient","id":"p1","active":true,
+        "name":[{"use":"official","family":"Doe","given":["A","B"]},{"family":"Roe","given":[null,"C"]}],
+        "birthDate":"1970-06","deceasedDateTime":"2001-02-03T04:05:06+01:00",
+        "managingOrganization":{"reference":"Organization/o1"},
+        "extension":[{"url":"u1","valueDecimal":1.50},{"url":"u2","valueString":"x"}]}"#;
+
+    /// Evaluates `expr` on `resource` and renders the result.
+    fn run(resource: &str, expr: &str) -> Result<Vec<String>, String> {
+        let mut pool = Vec::new();
+        let constants = vec![("two".to_owned(), Item::Int(2))];
+        let compiled = compile(
+            expr,
+            &mut Scope {
+                pool: &mut pool,
+                constants: &constants,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let mut bytes = resource.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut bytes).map_err(|e| e.to_string())?;
+        let inp = Input {
+            tape: &tape.0,
+            line: Some(resource.as_bytes()),
+            pool: &pool,
+        };
+        let mut eval = Evaluator::default();
+        let root = Item::Node {
+            at: 0,
+            ty: Ty::Resource,
+        };
+        let s = eval
+            .eval_on(&inp, &compiled.expr, Some(root), 0)
+            .map_err(|Fault(m)| m)?;
+        let data = eval.data(&inp);
+        Ok(eval.items[s..]
+            .iter()
+            .map(|item| match data.scalar(*item) {
+                Scalar::Bool(b) => b.to_string(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Dec(v) => format!("{v}"),
+                Scalar::Str(s, _) => s.to_owned(),
+                Scalar::Object(..) => "{}".to_owned(),
+            })
+            .collect())
+    }
+
+    fn ok(expr: &str) -> Vec<String> {
+        run(PATIENT, expr).unwrap_or_else(|e| panic!("{expr}: {e}"))
+    }
+
+    #[test]
+    fn navigation_flattens_and_skips_nulls() {
+        assert_eq!(ok("name.given"), ["A", "B", "C"]);
+        assert_eq!(ok("Patient.name[1].family"), ["Roe"]);
+        assert_eq!(ok("Observation.id"), Vec::<String>::new());
+        assert_eq!(ok("name.where(use = 'official').family"), ["Doe"]);
+        assert_eq!(ok("name.select(given.first())"), ["A", "C"]);
+        assert_eq!(ok("name.given.where($index > 0)"), ["B", "C"]);
+        assert_eq!(ok("name[%two - 1].family"), ["Roe"]);
+        assert_eq!(ok("name.given.tail().skip(1)"), ["C"]);
+        assert_eq!(ok("name.given.take(2).last()"), ["B"]);
+        assert_eq!(ok("(name.family | name.family).count()"), ["2"]);
+        assert_eq!(ok("name.family.combine(name.family).count()"), ["4"]);
+        assert_eq!(ok("name.given.join('-')"), ["A-B-C"]);
+    }
+
+    #[test]
+    fn choice_elements_and_types() {
+        assert_eq!(ok("deceased.ofType(dateTime)"), ["2001-02-03T04:05:06+01:00"]);
+        assert_eq!(ok("deceased.ofType(boolean)"), Vec::<String>::new());
+        assert_eq!(ok("deceased is dateTime"), ["true"]);
+        assert_eq!(ok("extension('u1').value.ofType(decimal)"), ["1.5"]);
+        assert_eq!(ok("extension.value.ofType(string)"), ["x"]);
+        let goal = r#"{"resourceType":"Goal","status":"active","statusDate":"2020-01-01"}"#;
+        assert_eq!(run(goal, "status").unwrap(), ["active"]);
+        let no_status = r#"{"resourceType":"Goal","statusDate":"2020-01-01"}"#;
+        assert_eq!(run(no_status, "status").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn three_valued_logic() {
+        for (expr, expected) in [
+            ("{} and true", None),
+            ("{} and false", Some("false")),
+            ("{} or true", Some("true")),
+            ("{} or false", None),
+            ("true xor {}", None),
+            ("true xor false", Some("true")),
+            ("{} implies true", Some("true")),
+            ("{} implies false", None),
+            ("false implies {}", Some("true")),
+            ("true implies {}", None),
+            ("{}.not()", None),
+            ("active.not()", Some("false")),
+        ] {
+            let got = ok(expr);
+            assert_eq!(got.first().map(String::as_str), expected, "{expr}");
+        }
+    }
+
+    #[test]
+    fn comparisons_and_arithmetic() {
+        assert_eq!(ok("1 + 2 * 3"), ["7"]);
+        assert_eq!(ok("7 div 2"), ["3"]);
+        assert_eq!(ok("7 mod 2"), ["1"]);
+        assert_eq!(ok("3 / 2"), ["1.5"]);
+        assert_eq!(ok("1 / 0"), Vec::<String>::new());
+        assert_eq!(ok("-(2 - 5)"), ["3"]);
+        assert_eq!(ok("'a' + 'b' & {} & 1"), ["ab1"]);
+        assert_eq!(ok("{} + 1"), Vec::<String>::new());
+        assert_eq!(ok("1 = 1.0"), ["true"]);
+        assert_eq!(ok("'a' < 'b'"), ["true"]);
+        assert_eq!(ok("name.family = 'Doe'"), ["false"]);
+        assert_eq!(ok("name.family ~ ('roe' | 'doe')"), ["true"]);
+        assert_eq!(ok("'Doe' in name.family"), ["true"]);
+        assert_eq!(ok("birthDate < @1970-07-01"), ["true"]);
+        assert_eq!(ok("birthDate = @1970-06-15"), Vec::<String>::new());
+        assert_eq!(ok("birthDate = @1970-06"), ["true"]);
+        assert_eq!(ok("deceased.ofType(dateTime) = @2001-02-03T03:05:06Z"), ["true"]);
+        assert!(run(PATIENT, "9223372036854775807 + 1").unwrap_err().contains("overflow"));
+        assert!(run(PATIENT, "1 < 'a'").unwrap_err().contains("cannot compare"));
+        assert!(run(PATIENT, "name.family < 'Z'").unwrap_err().contains("single value"));
+    }
+
+    #[test]
+    fn functions() {
+        assert_eq!(ok("name.exists(use = 'official')"), ["true"]);
+        assert_eq!(ok("name.all(family.exists())"), ["true"]);
+        assert_eq!(ok("name.given.empty()"), ["false"]);
+        assert_eq!(ok("name.given.count()"), ["3"]);
+        assert_eq!(ok("(1 | 1 | 2).isDistinct()"), ["true"]);
+        assert_eq!(ok("(true | false).anyFalse()"), ["true"]);
+        assert_eq!(ok("iif(active, 'yes', 'no')"), ["yes"]);
+        assert_eq!(ok("getResourceKey()"), ["p1"]);
+        assert_eq!(ok("managingOrganization.getReferenceKey(Organization)"), ["o1"]);
+        assert_eq!(ok("managingOrganization.getReferenceKey(Patient)"), Vec::<String>::new());
+        assert_eq!(ok("name.family.first().upper()"), ["DOE"]);
+        assert_eq!(ok("name.family.first().substring(1, 1)"), ["o"]);
+        assert_eq!(ok("name.family.first().startsWith('D')"), ["true"]);
+        assert_eq!(ok("name.family.first().length()"), ["3"]);
+        assert_eq!(ok("'12'.toInteger() + 1"), ["13"]);
+        assert_eq!(ok("1.toString() & true.toString()"), ["1true"]);
+        assert!(run(PATIENT, "name.single()").unwrap_err().contains("single()"));
+    }
+
+    #[test]
+    fn boundaries_keep_decimal_precision_from_the_line() {
+        assert_eq!(ok("extension('u1').value.ofType(decimal).lowBoundary()"), ["1.495"]);
+        assert_eq!(ok("extension('u1').value.ofType(decimal).highBoundary()"), ["1.505"]);
+        assert_eq!(ok("birthDate.lowBoundary()"), ["1970-06-01"]);
+        assert_eq!(ok("birthDate.highBoundary()"), ["1970-06-30"]);
+        assert_eq!(ok("@T10:30.highBoundary()"), ["10:30:59.999"]);
+        assert_eq!(ok("2.5.lowBoundary()"), ["2.45"]);
+    }
 
     #[test]
     fn reference_keys() {

@@ -228,8 +228,12 @@ fn temporal(text: &str, start: usize) -> Result<(Tok, usize), PathError> {
     Ok((Tok::DateTime(text[start + 1..i].to_owned()), i))
 }
 
+/// The end of `hh:mm:ss.fff` at `i`; a `.` not followed by a digit is an invocation.
 fn time_end(bytes: &[u8], mut i: usize) -> usize {
-    while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b':' || bytes[i] == b'.')
+    while i < bytes.len()
+        && (bytes[i].is_ascii_digit()
+            || bytes[i] == b':'
+            || (bytes[i] == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
     {
         i += 1;
     }

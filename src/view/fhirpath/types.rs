@@ -113,6 +113,30 @@ pub(crate) const COMPLEX: &[&str] = &[
     "UsageContext",
 ];
 
+/// The names of FHIR R4's choice elements (`value[x]`, `deceased[x]`, ...), sorted:
+/// found in the definitions as a name followed by two or more type names
+/// (`effectiveDateTime`, `effectivePeriod`). Only these match keys with a type suffix;
+/// other names match their key exactly, so `status` never picks up `statusDate`.
+const CHOICE_NAMES: &[&str] = &[
+    "abatement", "additive", "age", "allowed", "amount", "answer", "asNeeded", "author",
+    "born", "bounds", "characteristic", "chargeItem", "code", "collected", "content",
+    "created", "date", "deceased", "defaultValue", "definingSubstance", "definition",
+    "detail", "diagnosis", "dose", "doseNumber", "due", "effective", "entity", "event",
+    "example", "fastingStatus", "fixed", "identified", "indication", "instantiates", "item",
+    "legallyBinding", "location", "manufacturer", "maxValue", "medication", "minValue",
+    "minimumVolume", "module", "multipleBirth", "name", "occurred", "occurrence", "offset",
+    "onset", "outcome", "participantEffective", "pattern", "payment", "performed",
+    "probability", "procedure", "product", "prognosis", "quantity", "rate", "reported",
+    "scheduled", "seriesDoses", "serviced", "source", "start", "statusReason",
+    "studyEffective", "subject", "substance", "target", "time", "timing", "topic", "used",
+    "value", "when",
+];
+
+/// Whether `name` is the name of a choice element somewhere in FHIR R4.
+pub(crate) fn is_choice_name(name: &str) -> bool {
+    CHOICE_NAMES.binary_search(&name).is_ok()
+}
+
 /// The data types derived from `Quantity` (a `valueAge` is a `Quantity` too).
 const QUANTITY_KINDS: &[&str] = &[
     "Age",
@@ -372,6 +396,13 @@ mod tests {
         assert_eq!(Ty::from_choice_suffix("Set"), None);
         assert_eq!(Ty::from_choice_suffix("string"), None);
         assert_eq!(Ty::from_choice_suffix(""), None);
+    }
+
+    #[test]
+    fn choice_names_are_sorted_and_known() {
+        assert!(CHOICE_NAMES.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_choice_name("value") && is_choice_name("deceased"));
+        assert!(!is_choice_name("status") && !is_choice_name("name2"));
     }
 
     #[test]
