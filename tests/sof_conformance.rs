@@ -51,10 +51,12 @@ impl TapeParser {
         input.extend_from_slice(line);
         input.resize(line.len() + simd_json::INPUT_PADDING, b' ');
         let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
-        let result = match simd_json::fill_tape_padded(&mut input, line.len(), &mut self.buffers, &mut tape) {
-            Ok(()) => Ok(f(&tape.0)),
-            Err(e) => Err(e.to_string()),
-        };
+        let result =
+            match simd_json::fill_tape_padded(&mut input, line.len(), &mut self.buffers, &mut tape)
+            {
+                Ok(()) => Ok(f(&tape.0)),
+                Err(e) => Err(e.to_string()),
+            };
         self.tape = Some(tape.reset());
         self.input = input;
         result
@@ -122,7 +124,9 @@ fn run_test(lines: &[String], test: &Value, parser: &mut TapeParser) -> Result<(
     };
     let mut builder = ViewBuilder::new(Arc::new(view));
     for line in lines {
-        let appended = parser.with(line.as_bytes(), |tape| builder.append_resource_line(tape, line.as_bytes()))?;
+        let appended = parser.with(line.as_bytes(), |tape| {
+            builder.append_resource_line(tape, line.as_bytes())
+        })?;
         match appended {
             Ok(_) => {}
             Err(_) if expect_error => return Ok(()),
@@ -189,7 +193,11 @@ fn sql_on_fhir_v2_test_suite() {
     let (mut passed, mut total) = (0, 0);
     let mut unexpected = Vec::new();
     for path in &files {
-        let file = path.file_name().and_then(|n| n.to_str()).expect("file name").to_owned();
+        let file = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name")
+            .to_owned();
         let suite: Value = serde_json::from_str(&fs::read_to_string(path).expect("read test file"))
             .expect("test file is JSON");
         let lines: Vec<String> = suite["resources"]
@@ -208,7 +216,9 @@ fn sql_on_fhir_v2_test_suite() {
                 Ok(()) => {
                     passed += 1;
                     if known {
-                        unexpected.push(format!("{file} / {title}: passes but is listed as a known failure"));
+                        unexpected.push(format!(
+                            "{file} / {title}: passes but is listed as a known failure"
+                        ));
                     }
                     json!({"passed": true})
                 }
@@ -226,15 +236,25 @@ fn sql_on_fhir_v2_test_suite() {
 
     let out = std::env::var_os("SOF_TEST_REPORT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sof-test-report.json"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sof-test-report.json")
+        });
     if let Some(parent) = out.parent() {
         fs::create_dir_all(parent).expect("report directory");
     }
-    fs::write(&out, serde_json::to_string_pretty(&report).expect("report JSON")).expect("write report");
+    fs::write(
+        &out,
+        serde_json::to_string_pretty(&report).expect("report JSON"),
+    )
+    .expect("write report");
     println!(
         "SQL on FHIR v2 conformance: {passed}/{total} passed ({} known failures); report: {}",
         KNOWN_FAILURES.len(),
         out.display()
     );
-    assert!(unexpected.is_empty(), "unexpected results:\n{}", unexpected.join("\n"));
+    assert!(
+        unexpected.is_empty(),
+        "unexpected results:\n{}",
+        unexpected.join("\n")
+    );
 }

@@ -283,7 +283,10 @@ fn append_value(
                     // A decimal from the resource keeps its exact text when the line is known.
                     let exact = match item {
                         Item::Node { at, .. }
-                            if matches!(inp.tape.get(at as usize), Some(Node::Static(StaticNode::F64(_)))) =>
+                            if matches!(
+                                inp.tape.get(at as usize),
+                                Some(Node::Static(StaticNode::F64(_)))
+                            ) =>
                         {
                             eval.number_text(inp, at)
                         }
@@ -308,5 +311,183 @@ fn append_value(
         (Values::Boolean(b), _) => b.append_null(),
         (Values::Int32(b), _) => b.append_null(),
         (Values::Int64(b), _) => b.append_null(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+
+    use arrow_array::{Array, cast::AsArray, types::Float64Type};
+    use simd_json::Tape;
+
+    use super::*;
+
+    /// Appends each line through a tape parsed as the decoder parses lines.
+    fn append_lines(builder: &mut ViewBuilder, lines: &[String]) -> Vec<Result<usize, EvalError>> {
+        let mut buffers = simd_json::Buffers::default();
+        let mut results = Vec::new();
+        for line in lines {
+            let mut input = line.as_bytes().to_vec();
+            input.resize(line.len() + simd_json::INPUT_PADDING, b' ');
+            let mut tape = Tape::null();
+            simd_json::fill_tape_padded(&mut input, line.len(), &mut buffers, &mut tape)
+                .expect("valid JSON");
+            results.push(builder.append_resource_line(&tape.0, line.as_bytes()));
+        }
+        results
+    }
+
+    fn builder(json: &str) -> ViewBuilder {
+        ViewBuilder::new(Arc::new(
+            ViewDefinition::from_json(json, "test.json").unwrap(),
+        ))
+    }
+
+    fn sample_lines(file: &str, n: usize) -> Vec<String> {
+        let path = format!(
+            "{}/sample-data/bulk-export-10-patients/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let gz = flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap());
+        BufReader::new(gz)
+            .lines()
+            .take(n)
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn example_views_over_sample_data() {
+        let mut patients = builder(include_str!(
+            "../../examples/views/patient_demographics.json"
+        ));
+        let lines = sample_lines("Patient.ndjson.gz", 5);
+        let counts: Vec<usize> = append_lines(&mut patients, &lines)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(counts, [1, 1, 1, 1, 1]);
+        let batch = patients.finish().unwrap();
+        assert_eq!(batch.num_rows(), 5);
+        let family = batch.column_by_name("family").unwrap().as_string::<i32>();
+        assert_eq!(family.value(0), "Medhurst46");
+        let given = batch.column_by_name("given").unwrap().as_string::<i32>();
+        assert_eq!(given.value(0), "Sumiko254 Larue605");
+        assert_eq!(batch.column_by_name("gender").unwrap().null_count(), 0);
+
+        let mut observations =
+            builder(include_str!("../../examples/views/observation_values.json"));
+        // The sample export has no Observation file: other types yield no rows.
+        let encounters = sample_lines("Encounter.ndjson.gz", 3);
+        assert!(
+            append_lines(&mut observations, &encounters)
+                .into_iter()
+                .all(|r| r == Ok(0))
+        );
+        let lines = vec![
+            r#"{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/129c6ac7-8d06-89de-ad63-0204a93e76c3"},"effectiveDateTime":"2019-04-01T10:00:00-04:00","code":{"coding":[{"system":"http://loinc.org","code":"8302-2","display":"Body Height"}]},"valueQuantity":{"value":170.20,"unit":"cm"}}"#.to_owned(),
+            r#"{"resourceType":"Observation","id":"o2","status":"final","subject":{"reference":"Patient/p2"},"code":{"text":"smoking"},"valueCodeableConcept":{"text":"never"}}"#.to_owned(),
+        ];
+        let counts: Vec<_> = append_lines(&mut observations, &lines);
+        assert_eq!(counts, [Ok(1), Ok(1)]);
+        let batch = observations.finish().unwrap();
+        let patient = batch
+            .column_by_name("patient_id")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(patient.value(0), "129c6ac7-8d06-89de-ad63-0204a93e76c3");
+        let value = batch
+            .column_by_name("value")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert_eq!(value.value(0), 170.2);
+        assert!(value.is_null(1));
+        assert_eq!(
+            batch
+                .column_by_name("code")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "8302-2"
+        );
+    }
+
+    #[test]
+    fn an_error_leaves_the_builder_unchanged() {
+        let mut b = builder(
+            r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]},
+                {"forEach":"name","column":[{"name":"family","path":"family"}]}]}"#,
+        );
+        let lines = vec![
+            r#"{"resourceType":"Patient","id":"a","name":[{"family":"A1"},{"family":"A2"}]}"#
+                .to_owned(),
+            // `family` is a string in FHIR; two values make the column an error.
+            r#"{"resourceType":"Patient","id":"b","name":[{"family":"B1"},{"family":["x","y"]}]}"#
+                .to_owned(),
+            r#"{"resourceType":"Patient","id":"c","name":[{"family":"C1"}]}"#.to_owned(),
+        ];
+        let results = append_lines(&mut b, &lines);
+        assert_eq!(results[0], Ok(2));
+        assert!(
+            matches!(&results[1], Err(EvalError::NotASingleValue { pointer, count: 2, .. }) if pointer == "/select/1/column/0/path"),
+            "{:?}",
+            results[1]
+        );
+        assert_eq!(results[2], Ok(1));
+        assert_eq!(b.len(), 3);
+        let batch = b.finish().unwrap();
+        let family = batch.column(1).as_string::<i32>();
+        let got: Vec<_> = (0..3).map(|i| family.value(i)).collect();
+        assert_eq!(got, ["A1", "A2", "C1"]);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn values_must_fit_the_column_type() {
+        let mut b = builder(
+            r#"{"resource":"Patient","select":[{"column":[{"name":"n","path":"name.family","type":"integer"}]}]}"#,
+        );
+        let results = append_lines(
+            &mut b,
+            &[r#"{"resourceType":"Patient","name":[{"family":"A"}]}"#.to_owned()],
+        );
+        assert!(
+            matches!(
+                &results[0],
+                Err(EvalError::ColumnType {
+                    expected: "integer",
+                    ..
+                })
+            ),
+            "{:?}",
+            results[0]
+        );
+        assert_eq!(b.finish().unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn collections_nulls_and_exact_decimals() {
+        let mut b = builder(
+            r#"{"resource":"Observation","select":[{"column":[
+                {"name":"given","path":"component.code.text","collection":true},
+                {"name":"v","path":"value.ofType(Quantity).value","type":"string"},
+                {"name":"n","path":"component.count()"}]},
+                {"forEachOrNull":"note","column":[{"name":"notes","path":"text","collection":true}]}]}"#,
+        );
+        let lines = vec![
+            r#"{"resourceType":"Observation","valueQuantity":{"value":1.50},"component":[{"code":{"text":"a"}},{"code":{"text":"b"}}]}"#.to_owned(),
+            r#"{"resourceType":"Observation"}"#.to_owned(),
+        ];
+        assert_eq!(append_lines(&mut b, &lines), [Ok(1), Ok(1)]);
+        let batch = b.finish().unwrap();
+        let list = batch.column(0).as_list::<i32>();
+        assert_eq!(list.value(0).len(), 2);
+        assert!(!list.is_null(1) && list.value(1).is_empty());
+        assert_eq!(batch.column(1).as_string::<i32>().value(0), "1.50");
+        assert_eq!(batch.column(2).data_type(), &DataType::Int32);
+        // Without notes, `forEachOrNull` evaluates its columns over an empty focus: the
+        // collection column is an empty list.
+        assert_eq!(batch.column(3).as_list::<i32>().value(1).len(), 0);
     }
 }

@@ -282,7 +282,14 @@ const CONSTANT_TYPES: &[(&str, Ty)] = &[
 ];
 
 /// Names that `%name` resolves to without a constant.
-const RESERVED_CONSTANTS: &[&str] = &["rowIndex", "resource", "rootResource", "ucum", "sct", "loinc"];
+const RESERVED_CONSTANTS: &[&str] = &[
+    "rowIndex",
+    "resource",
+    "rootResource",
+    "ucum",
+    "sct",
+    "loinc",
+];
 
 /// The state of loading one view.
 struct Loader<'o> {
@@ -333,7 +340,12 @@ impl<'o> Loader<'o> {
             {
                 r.clone()
             }
-            Some(_) => return Err(self.err("/resource", "must be a resource type name such as \"Patient\"")),
+            Some(_) => {
+                return Err(self.err(
+                    "/resource",
+                    "must be a resource type name such as \"Patient\"",
+                ));
+            }
         };
         let name = match obj.get("name") {
             None => default_name(self.origin),
@@ -405,7 +417,10 @@ impl<'o> Loader<'o> {
         if let Some(unknown) = obj.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(self.err(
                 &format!("{pointer}/{}", escape(unknown)),
-                format!("unknown member {unknown:?} (expected one of {})", known.join(", ")),
+                format!(
+                    "unknown member {unknown:?} (expected one of {})",
+                    known.join(", ")
+                ),
             ));
         }
         Ok(obj)
@@ -479,10 +494,7 @@ impl<'o> Loader<'o> {
                 None => return Err(self.err(&format!("{pointer}/name"), "required")),
             };
             if RESERVED_CONSTANTS.contains(&name.as_str()) {
-                return Err(self.err(
-                    &format!("{pointer}/name"),
-                    format!("%{name} is reserved"),
-                ));
+                return Err(self.err(&format!("{pointer}/name"), format!("%{name} is reserved")));
             }
             if self.constants.iter().any(|(n, _)| *n == name) {
                 return Err(self.err(
@@ -494,16 +506,18 @@ impl<'o> Loader<'o> {
             let (key, v) = match (values.next(), values.next()) {
                 (Some(one), None) => one,
                 (None, _) => {
-                    return Err(self.err(&pointer, "needs a value[x] (valueString, valueInteger, ...)"));
+                    return Err(self.err(
+                        &pointer,
+                        "needs a value[x] (valueString, valueInteger, ...)",
+                    ));
                 }
                 (Some(_), Some(_)) => {
                     return Err(self.err(&pointer, "has more than one value[x]"));
                 }
             };
-            if let Some(other) = obj
-                .keys()
-                .find(|k| !k.starts_with("value") && !["name", "extension", "id"].contains(&k.as_str()))
-            {
+            if let Some(other) = obj.keys().find(|k| {
+                !k.starts_with("value") && !["name", "extension", "id"].contains(&k.as_str())
+            }) {
                 return Err(self.err(
                     &format!("{pointer}/{}", escape(other)),
                     format!("unknown member {other:?}"),
@@ -517,7 +531,12 @@ impl<'o> Loader<'o> {
     }
 
     /// The value of a constant `value<suffix>`.
-    fn constant_value(&mut self, suffix: &str, v: &Value, pointer: &str) -> Result<Item, ViewError> {
+    fn constant_value(
+        &mut self,
+        suffix: &str,
+        v: &Value,
+        pointer: &str,
+    ) -> Result<Item, ViewError> {
         let Some(&(_, ty)) = CONSTANT_TYPES.iter().find(|(s, _)| *s == suffix) else {
             return Err(self.err(
                 pointer,
@@ -630,8 +649,10 @@ impl<'o> Loader<'o> {
             if i == 0 {
                 first_columns = self.columns[base..].to_vec();
             } else {
-                let mine: Vec<ColumnDef> = self.columns.drain(base + first_columns.len()..).collect();
-                let names = |cols: &[ColumnDef]| cols.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+                let mine: Vec<ColumnDef> =
+                    self.columns.drain(base + first_columns.len()..).collect();
+                let names =
+                    |cols: &[ColumnDef]| cols.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
                 if names(&mine) != names(&first_columns) {
                     return Err(self.err(
                         &bp,
@@ -655,11 +676,19 @@ impl<'o> Loader<'o> {
 
     /// Makes the column at `index` (first defined by `first`) fit the same column of
     /// another union branch (`other`): same collection-ness, same or inferable type.
-    fn reconcile(&mut self, index: usize, first: &ColumnDef, other: &ColumnDef) -> Result<(), ViewError> {
+    fn reconcile(
+        &mut self,
+        index: usize,
+        first: &ColumnDef,
+        other: &ColumnDef,
+    ) -> Result<(), ViewError> {
         if first.collection != other.collection {
             return Err(self.err(
                 &other.pointer,
-                format!("column {:?} is a collection in one unionAll branch only", other.name),
+                format!(
+                    "column {:?} is a collection in one unionAll branch only",
+                    other.name
+                ),
             ));
         }
         if first.out == other.out {
@@ -706,7 +735,9 @@ impl<'o> Loader<'o> {
         let collection = match obj.get("collection") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(self.err(&format!("{pointer}/collection"), "must be true or false")),
+            Some(_) => {
+                return Err(self.err(&format!("{pointer}/collection"), "must be true or false"));
+            }
         };
         let (out, explicit) = match obj.get("type") {
             None => (OutType::of_ty(inferred), false),
@@ -833,7 +864,9 @@ mod tests {
 
     fn problem(json: &str) -> (String, String) {
         match load(json).unwrap_err() {
-            ViewError::Invalid { pointer, problem, .. } => (pointer, problem),
+            ViewError::Invalid {
+                pointer, problem, ..
+            } => (pointer, problem),
             other => panic!("{other}"),
         }
     }

@@ -36,7 +36,9 @@ pub enum EvalError {
         message: String,
     },
     /// A column without `collection: true` got more than one value.
-    #[error("{pointer}: column {column:?} yields {count} values; declare it `collection: true` or select one value")]
+    #[error(
+        "{pointer}: column {column:?} yields {count} values; declare it `collection: true` or select one value"
+    )]
     NotASingleValue {
         /// JSON Pointer of the column's path.
         pointer: String,
@@ -117,7 +119,11 @@ pub(crate) struct RowEngine {
 impl RowEngine {
     /// Computes the rows of one resource. Returns how many there are; see
     /// [`RowEngine::parts`].
-    pub(crate) fn run(&mut self, view: &ViewDefinition, inp: &Input<'_, '_>) -> Result<usize, EvalError> {
+    pub(crate) fn run(
+        &mut self,
+        view: &ViewDefinition,
+        inp: &Input<'_, '_>,
+    ) -> Result<usize, EvalError> {
         self.eval.reset();
         self.values.clear();
         self.bufs.resize_with(view.buffers, Vec::new);
@@ -149,8 +155,16 @@ impl RowEngine {
         (&self.bufs[view.root.rows_buf], &self.values, &mut self.eval)
     }
 
-    fn where_holds(&mut self, inp: &Input<'_, '_>, w: &PathExpr, root: Item) -> Result<bool, EvalError> {
-        let s = self.eval.eval_on(inp, &w.expr, Some(root), 0).map_err(at(w))?;
+    fn where_holds(
+        &mut self,
+        inp: &Input<'_, '_>,
+        w: &PathExpr,
+        root: Item,
+    ) -> Result<bool, EvalError> {
+        let s = self
+            .eval
+            .eval_on(inp, &w.expr, Some(root), 0)
+            .map_err(at(w))?;
         let data = self.eval.data(inp);
         let result = match &self.eval.items[s..] {
             [] => Ok(false),
@@ -184,7 +198,10 @@ impl RowEngine {
             Iteration::ForEach(e) | Iteration::ForEachOrNull(e) => {
                 let mut foci = std::mem::take(&mut self.foci[node.id]);
                 foci.clear();
-                let s = self.eval.eval_on(inp, &e.expr, focus, row_index).map_err(at(e))?;
+                let s = self
+                    .eval
+                    .eval_on(inp, &e.expr, focus, row_index)
+                    .map_err(at(e))?;
                 foci.extend_from_slice(&self.eval.items[s..]);
                 self.eval.items.truncate(s);
                 for (i, f) in foci.iter().enumerate() {
@@ -226,7 +243,10 @@ impl RowEngine {
         out: &mut Vec<Item>,
     ) -> Result<(), EvalError> {
         for p in paths {
-            let s = self.eval.eval_on(inp, &p.expr, Some(from), row_index).map_err(at(p))?;
+            let s = self
+                .eval
+                .eval_on(inp, &p.expr, Some(from), row_index)
+                .map_err(at(p))?;
             let end = self.eval.items.len();
             for i in s..end {
                 let child = self.eval.items[i];
@@ -297,7 +317,10 @@ impl RowEngine {
         focus: Option<Item>,
         row_index: i64,
     ) -> Result<Cell, EvalError> {
-        let s = self.eval.eval_on(inp, &path.expr, focus, row_index).map_err(at(path))?;
+        let s = self
+            .eval
+            .eval_on(inp, &path.expr, focus, row_index)
+            .map_err(at(path))?;
         let start = self.values.len() as u32;
         self.values.extend_from_slice(&self.eval.items[s..]);
         self.eval.items.truncate(s);

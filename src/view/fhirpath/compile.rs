@@ -45,10 +45,7 @@ pub(crate) enum Expr {
         args: Vec<Expr>,
     },
     /// `input[index]`.
-    Indexer {
-        input: Box<Expr>,
-        index: Box<Expr>,
-    },
+    Indexer { input: Box<Expr>, index: Box<Expr> },
     /// Unary minus.
     Neg(Box<Expr>),
     Bin {
@@ -151,7 +148,13 @@ fn lower(ast: &Ast, scope: &mut Scope<'_>) -> Result<Lowered, PathError> {
         Ast::Number(text) => number(text)?,
         Ast::Str(s) => {
             let src = scope.intern(s);
-            (Expr::Lit(Item::Str { src, ty: Ty::String }), Some(Ty::String))
+            (
+                Expr::Lit(Item::Str {
+                    src,
+                    ty: Ty::String,
+                }),
+                Some(Ty::String),
+            )
         }
         Ast::DateTime(text, pos) => {
             let kind = if text.contains('T') {
@@ -175,16 +178,10 @@ fn lower(ast: &Ast, scope: &mut Scope<'_>) -> Result<Lowered, PathError> {
             Temporal::parse(text, Kind::Time)
                 .ok_or_else(|| PathError::new(*pos, format!("invalid time @T{text}")))?;
             let src = scope.intern(text);
-            (
-                Expr::Lit(Item::Str { src, ty: Ty::Time }),
-                Some(Ty::Time),
-            )
+            (Expr::Lit(Item::Str { src, ty: Ty::Time }), Some(Ty::Time))
         }
         Ast::Quantity(pos) => {
-            return Err(PathError::new(
-                *pos,
-                "quantity literals are not supported",
-            ));
+            return Err(PathError::new(*pos, "quantity literals are not supported"));
         }
         Ast::Env(name, pos) => env(name, *pos, scope)?,
         Ast::Special(name, pos) => match name.as_str() {
@@ -197,9 +194,8 @@ fn lower(ast: &Ast, scope: &mut Scope<'_>) -> Result<Lowered, PathError> {
         Ast::Ident(name, pos) => {
             if name.as_bytes().first().is_some_and(u8::is_ascii_uppercase) {
                 // `Patient.name`: a path may start with the type of its context.
-                let spec = TypeSpec::resolve(None, name).ok_or_else(|| {
-                    PathError::new(*pos, format!("'{name}' is not a type name"))
-                })?;
+                let spec = TypeSpec::resolve(None, name)
+                    .ok_or_else(|| PathError::new(*pos, format!("'{name}' is not a type name")))?;
                 let ty = spec_type(&spec);
                 (
                     Expr::Call {
@@ -600,7 +596,12 @@ mod tests {
         let err = check("name.foo()").unwrap_err();
         assert!(err.message.contains("foo() is not supported"), "{err}");
         assert_eq!(err.pos, 5);
-        assert!(check("%nope").unwrap_err().message.contains("undefined constant"));
+        assert!(
+            check("%nope")
+                .unwrap_err()
+                .message
+                .contains("undefined constant")
+        );
         assert!(check("first(1)").unwrap_err().message.contains("argument"));
         assert!(check("value.ofType(1)").is_err());
         assert!(check("value.ofType(nothing)").is_err());
@@ -613,7 +614,10 @@ mod tests {
     #[test]
     fn resource_type_at_path_start_is_a_type_filter() {
         let c = check("Patient.name").unwrap();
-        let Expr::Member { input: Some(input), .. } = c.expr else {
+        let Expr::Member {
+            input: Some(input), ..
+        } = c.expr
+        else {
             panic!()
         };
         assert!(matches!(

@@ -186,7 +186,13 @@ impl Evaluator {
     /// (`valueQuantity` for `value`) is the element with that type; a key `name` itself
     /// wins (a choice element never has one, so the object is of another type, where
     /// `name` is a plain element).
-    fn navigate(&mut self, inp: &Input<'_, '_>, from: std::ops::Range<usize>, name: &str, choice: bool) {
+    fn navigate(
+        &mut self,
+        inp: &Input<'_, '_>,
+        from: std::ops::Range<usize>,
+        name: &str,
+        choice: bool,
+    ) {
         let tape = inp.tape;
         for i in from {
             let Item::Node { at, .. } = self.items[i] else {
@@ -260,7 +266,12 @@ impl Evaluator {
         let v = match self.single(inp, r, what)? {
             None => None,
             Some(Scalar::Int(i)) => Some(i),
-            Some(other) => return fault(format!("{what} must be an integer, not {}", other.kind_name())),
+            Some(other) => {
+                return fault(format!(
+                    "{what} must be an integer, not {}",
+                    other.kind_name()
+                ));
+            }
         };
         self.items.truncate(r);
         Ok(v)
@@ -268,12 +279,23 @@ impl Evaluator {
 
     /// Evaluates an argument that must be a single string (or empty); returns the item
     /// (its text stays where it is: pool, tape or arena).
-    fn string_arg(&mut self, inp: &Input<'_, '_>, arg: &Expr, cx: Ctx, what: &str) -> Res<Option<Item>> {
+    fn string_arg(
+        &mut self,
+        inp: &Input<'_, '_>,
+        arg: &Expr,
+        cx: Ctx,
+        what: &str,
+    ) -> Res<Option<Item>> {
         let r = self.eval(inp, arg, cx)?;
         let v = match self.single(inp, r, what)? {
             None => None,
             Some(Scalar::Str(..)) => Some(self.items[r]),
-            Some(other) => return fault(format!("{what} must be a string, not {}", other.kind_name())),
+            Some(other) => {
+                return fault(format!(
+                    "{what} must be a string, not {}",
+                    other.kind_name()
+                ));
+            }
         };
         self.items.truncate(r);
         Ok(v)
@@ -342,7 +364,14 @@ impl Evaluator {
         }
     }
 
-    fn binary(&mut self, inp: &Input<'_, '_>, op: BinOp, lhs: &Expr, rhs: &Expr, cx: Ctx) -> Res<()> {
+    fn binary(
+        &mut self,
+        inp: &Input<'_, '_>,
+        op: BinOp,
+        lhs: &Expr,
+        rhs: &Expr,
+        cx: Ctx,
+    ) -> Res<()> {
         let start = self.items.len();
         match op {
             BinOp::And | BinOp::Or | BinOp::Xor | BinOp::Implies => {
@@ -476,7 +505,14 @@ impl Evaluator {
         }
     }
 
-    fn arithmetic(&mut self, inp: &Input<'_, '_>, op: BinOp, l: usize, r: usize, end: usize) -> Res<()> {
+    fn arithmetic(
+        &mut self,
+        inp: &Input<'_, '_>,
+        op: BinOp,
+        l: usize,
+        r: usize,
+        end: usize,
+    ) -> Res<()> {
         let (Some(a), Some(b)) = (
             self.single_range(inp, l, r, op.text())?,
             self.single_range(inp, r, end, op.text())?,
@@ -537,7 +573,12 @@ impl Evaluator {
     }
 
     /// FHIRPath `=` on two collections: empty if either is empty.
-    fn collections_equal(&self, inp: &Input<'_, '_>, a: (usize, usize), b: (usize, usize)) -> Option<bool> {
+    fn collections_equal(
+        &self,
+        inp: &Input<'_, '_>,
+        a: (usize, usize),
+        b: (usize, usize),
+    ) -> Option<bool> {
         let (la, lb) = (a.1 - a.0, b.1 - b.0);
         if la == 0 || lb == 0 {
             return None;
@@ -558,14 +599,18 @@ impl Evaluator {
     }
 
     /// FHIRPath `~` on two collections: order-free, never empty.
-    fn collections_equivalent(&self, inp: &Input<'_, '_>, a: (usize, usize), b: (usize, usize)) -> bool {
+    fn collections_equivalent(
+        &self,
+        inp: &Input<'_, '_>,
+        a: (usize, usize),
+        b: (usize, usize),
+    ) -> bool {
         if a.1 - a.0 != b.1 - b.0 {
             return false;
         }
         let data = self.data(inp);
-        (a.0..a.1).all(|i| {
-            (b.0..b.1).any(|j| items_equivalent(&data, self.items[i], self.items[j]))
-        })
+        (a.0..a.1)
+            .all(|i| (b.0..b.1).any(|j| items_equivalent(&data, self.items[i], self.items[j])))
     }
 
     /// Whether an item equal to `item` is in `range`.
@@ -584,8 +629,19 @@ impl Evaluator {
                 data.member_str(at, "resourceType") == Some(&**name)
             }
             (_, TypeSpec::Resource(_)) => false,
-            (Item::Node { ty: Ty::Resource, .. }, _) => false,
-            (Item::Node { at, ty: Ty::Unknown }, spec) => {
+            (
+                Item::Node {
+                    ty: Ty::Resource, ..
+                },
+                _,
+            ) => false,
+            (
+                Item::Node {
+                    at,
+                    ty: Ty::Unknown,
+                },
+                spec,
+            ) => {
                 if data.member(at, "resourceType").is_some() {
                     return false;
                 }
@@ -746,7 +802,11 @@ impl Evaluator {
                 let r = self.eval(inp, &args[0], sub)?;
                 let c = self.boolean(inp, r, "the iif() criterion")?;
                 self.items.truncate(r);
-                let branch = if c == Some(true) { args.get(1) } else { args.get(2) };
+                let branch = if c == Some(true) {
+                    args.get(1)
+                } else {
+                    args.get(2)
+                };
                 if let Some(branch) = branch {
                     let s = self.eval(inp, branch, sub)?;
                     debug_assert_eq!(s, r);
@@ -849,7 +909,10 @@ impl Evaluator {
                     let data = self.data(inp);
                     let v = match (data.scalar(item), func) {
                         (Scalar::Int(i), Func::ToInteger) => Some(Item::Int(i)),
-                        (Scalar::Int(i), _) => Some(Item::Dec { v: i as f64, scale: Some(0) }),
+                        (Scalar::Int(i), _) => Some(Item::Dec {
+                            v: i as f64,
+                            scale: Some(0),
+                        }),
                         (Scalar::Dec(v), Func::ToDecimal) => Some(Item::Dec { v, scale: None }),
                         (Scalar::Bool(b), Func::ToInteger) => Some(Item::Int(i64::from(b))),
                         (Scalar::Bool(b), _) => Some(Item::Dec {
@@ -857,9 +920,10 @@ impl Evaluator {
                             scale: Some(1),
                         }),
                         (Scalar::Str(s, _), Func::ToInteger) => s.parse().ok().map(Item::Int),
-                        (Scalar::Str(s, _), _) => {
-                            s.parse().ok().map(|v| Item::Dec { v, scale: scale_of(s) })
-                        }
+                        (Scalar::Str(s, _), _) => s.parse().ok().map(|v| Item::Dec {
+                            v,
+                            scale: scale_of(s),
+                        }),
                         _ => None,
                     };
                     self.items.extend(v);
@@ -999,7 +1063,9 @@ impl Evaluator {
         match scalar {
             Scalar::Int(_) | Scalar::Dec(_) => {
                 let v = scalar.number().unwrap_or(0.0);
-                let scale = self.scale_of_item(inp, item).unwrap_or_else(|| guess_scale(v));
+                let scale = self
+                    .scale_of_item(inp, item)
+                    .unwrap_or_else(|| guess_scale(v));
                 if let Some(b) = decimal_boundary(v, scale, high, digits) {
                     let target = digits.map_or(scale + 1, |d| d as u8);
                     self.items.push(Item::Dec {
@@ -1260,7 +1326,10 @@ mod tests {
 
     #[test]
     fn choice_elements_and_types() {
-        assert_eq!(ok("deceased.ofType(dateTime)"), ["2001-02-03T04:05:06+01:00"]);
+        assert_eq!(
+            ok("deceased.ofType(dateTime)"),
+            ["2001-02-03T04:05:06+01:00"]
+        );
         assert_eq!(ok("deceased.ofType(boolean)"), Vec::<String>::new());
         assert_eq!(ok("deceased is dateTime"), ["true"]);
         assert_eq!(ok("extension('u1').value.ofType(decimal)"), ["1.5"]);
@@ -1310,10 +1379,25 @@ mod tests {
         assert_eq!(ok("birthDate < @1970-07-01"), ["true"]);
         assert_eq!(ok("birthDate = @1970-06-15"), Vec::<String>::new());
         assert_eq!(ok("birthDate = @1970-06"), ["true"]);
-        assert_eq!(ok("deceased.ofType(dateTime) = @2001-02-03T03:05:06Z"), ["true"]);
-        assert!(run(PATIENT, "9223372036854775807 + 1").unwrap_err().contains("overflow"));
-        assert!(run(PATIENT, "1 < 'a'").unwrap_err().contains("cannot compare"));
-        assert!(run(PATIENT, "name.family < 'Z'").unwrap_err().contains("single value"));
+        assert_eq!(
+            ok("deceased.ofType(dateTime) = @2001-02-03T03:05:06Z"),
+            ["true"]
+        );
+        assert!(
+            run(PATIENT, "9223372036854775807 + 1")
+                .unwrap_err()
+                .contains("overflow")
+        );
+        assert!(
+            run(PATIENT, "1 < 'a'")
+                .unwrap_err()
+                .contains("cannot compare")
+        );
+        assert!(
+            run(PATIENT, "name.family < 'Z'")
+                .unwrap_err()
+                .contains("single value")
+        );
     }
 
     #[test]
@@ -1326,21 +1410,37 @@ mod tests {
         assert_eq!(ok("(true | false).anyFalse()"), ["true"]);
         assert_eq!(ok("iif(active, 'yes', 'no')"), ["yes"]);
         assert_eq!(ok("getResourceKey()"), ["p1"]);
-        assert_eq!(ok("managingOrganization.getReferenceKey(Organization)"), ["o1"]);
-        assert_eq!(ok("managingOrganization.getReferenceKey(Patient)"), Vec::<String>::new());
+        assert_eq!(
+            ok("managingOrganization.getReferenceKey(Organization)"),
+            ["o1"]
+        );
+        assert_eq!(
+            ok("managingOrganization.getReferenceKey(Patient)"),
+            Vec::<String>::new()
+        );
         assert_eq!(ok("name.family.first().upper()"), ["DOE"]);
         assert_eq!(ok("name.family.first().substring(1, 1)"), ["o"]);
         assert_eq!(ok("name.family.first().startsWith('D')"), ["true"]);
         assert_eq!(ok("name.family.first().length()"), ["3"]);
         assert_eq!(ok("'12'.toInteger() + 1"), ["13"]);
         assert_eq!(ok("1.toString() & true.toString()"), ["1true"]);
-        assert!(run(PATIENT, "name.single()").unwrap_err().contains("single()"));
+        assert!(
+            run(PATIENT, "name.single()")
+                .unwrap_err()
+                .contains("single()")
+        );
     }
 
     #[test]
     fn boundaries_keep_decimal_precision_from_the_line() {
-        assert_eq!(ok("extension('u1').value.ofType(decimal).lowBoundary()"), ["1.495"]);
-        assert_eq!(ok("extension('u1').value.ofType(decimal).highBoundary()"), ["1.505"]);
+        assert_eq!(
+            ok("extension('u1').value.ofType(decimal).lowBoundary()"),
+            ["1.495"]
+        );
+        assert_eq!(
+            ok("extension('u1').value.ofType(decimal).highBoundary()"),
+            ["1.505"]
+        );
         assert_eq!(ok("birthDate.lowBoundary()"), ["1970-06-01"]);
         assert_eq!(ok("birthDate.highBoundary()"), ["1970-06-30"]);
         assert_eq!(ok("@T10:30.highBoundary()"), ["10:30:59.999"]);
@@ -1349,9 +1449,7 @@ mod tests {
 
     #[test]
     fn reference_keys() {
-        let key = |t: &'static str| {
-            reference_key(t).map(|(k, s, l)| (k, &t[s..s + l]))
-        };
+        let key = |t: &'static str| reference_key(t).map(|(k, s, l)| (k, &t[s..s + l]));
         assert_eq!(key("Patient/123"), Some((Some("Patient"), "123")));
         assert_eq!(
             key("http://x.org/fhir/Patient/1/_history/2"),

@@ -369,7 +369,10 @@ impl Parser {
                 Ok(Ast::Bool(word == "true"))
             }
             Tok::Ident(_) | Tok::Delimited(_) => self.invocation(None),
-            other => Err(PathError::new(pos, format!("unexpected {}", describe(&other)))),
+            other => Err(PathError::new(
+                pos,
+                format!("unexpected {}", describe(&other)),
+            )),
         }
     }
 
@@ -489,16 +492,30 @@ mod tests {
     #[test]
     fn precedence_and_associativity() {
         let ast = parse("a = 1 and b or c").unwrap();
-        let Ast::Binary { op: BinOp::Or, lhs, .. } = ast else {
+        let Ast::Binary {
+            op: BinOp::Or, lhs, ..
+        } = ast
+        else {
             panic!("{ast:?}")
         };
-        let Ast::Binary { op: BinOp::And, lhs, .. } = *lhs else {
+        let Ast::Binary {
+            op: BinOp::And,
+            lhs,
+            ..
+        } = *lhs
+        else {
             panic!()
         };
         assert!(matches!(*lhs, Ast::Binary { op: BinOp::Eq, .. }));
 
         let ast = parse("1 - 2 - 3").unwrap();
-        let Ast::Binary { op: BinOp::Sub, lhs, rhs, .. } = ast else {
+        let Ast::Binary {
+            op: BinOp::Sub,
+            lhs,
+            rhs,
+            ..
+        } = ast
+        else {
             panic!()
         };
         assert!(matches!(*lhs, Ast::Binary { op: BinOp::Sub, .. }));
@@ -512,7 +529,13 @@ mod tests {
     #[test]
     fn invocations_indexers_and_type_operators() {
         let ast = parse("name[0].given.first()").unwrap();
-        let Ast::Call { input: Some(input), name, args, .. } = ast else {
+        let Ast::Call {
+            input: Some(input),
+            name,
+            args,
+            ..
+        } = ast
+        else {
             panic!()
         };
         assert_eq!(name, "first");

@@ -242,7 +242,11 @@ impl Temporal {
             t.month = if high { 12 } else { 1 };
         }
         if fill(Precision::Day) {
-            t.day = if high { days_in_month(t.year, t.month) } else { 1 };
+            t.day = if high {
+                days_in_month(t.year, t.month)
+            } else {
+                1
+            };
         }
         if fill(Precision::Hour) {
             t.hour = if high { 23 } else { 0 };
@@ -378,7 +382,11 @@ mod tests {
 
     fn bound(text: &str, kind: Kind, high: bool) -> String {
         let mut out = Vec::new();
-        assert!(Temporal::parse(text, kind).unwrap().boundary(high, None, &mut out));
+        assert!(
+            Temporal::parse(text, kind)
+                .unwrap()
+                .boundary(high, None, &mut out)
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -392,16 +400,24 @@ mod tests {
         assert!(Temporal::parse("20-01", Kind::Date).is_none());
         assert!(Temporal::parse("12:3", Kind::Time).is_none());
         assert_eq!(
-            Temporal::parse("12:34:56.789", Kind::Time).unwrap().precision,
+            Temporal::parse("12:34:56.789", Kind::Time)
+                .unwrap()
+                .precision,
             Precision::Millisecond
         );
     }
 
     #[test]
     fn compares_by_precision_and_offset() {
-        assert_eq!(dt("2020-01-01").compare(&dt("2020-01-02")), Some(Ordering::Less));
+        assert_eq!(
+            dt("2020-01-01").compare(&dt("2020-01-02")),
+            Some(Ordering::Less)
+        );
         assert_eq!(dt("2020-01").compare(&dt("2020-01-02")), None);
-        assert_eq!(dt("2020-01").compare(&dt("2020-02-02")), Some(Ordering::Less));
+        assert_eq!(
+            dt("2020-01").compare(&dt("2020-02-02")),
+            Some(Ordering::Less)
+        );
         assert_eq!(
             dt("2020-01-01T10:00:00+02:00").compare(&dt("2020-01-01T08:00:00Z")),
             Some(Ordering::Equal)

@@ -118,18 +118,84 @@ pub(crate) const COMPLEX: &[&str] = &[
 /// (`effectiveDateTime`, `effectivePeriod`). Only these match keys with a type suffix;
 /// other names match their key exactly, so `status` never picks up `statusDate`.
 const CHOICE_NAMES: &[&str] = &[
-    "abatement", "additive", "age", "allowed", "amount", "answer", "asNeeded", "author",
-    "born", "bounds", "characteristic", "chargeItem", "code", "collected", "content",
-    "created", "date", "deceased", "defaultValue", "definingSubstance", "definition",
-    "detail", "diagnosis", "dose", "doseNumber", "due", "effective", "entity", "event",
-    "example", "fastingStatus", "fixed", "identified", "indication", "instantiates", "item",
-    "legallyBinding", "location", "manufacturer", "maxValue", "medication", "minValue",
-    "minimumVolume", "module", "multipleBirth", "name", "occurred", "occurrence", "offset",
-    "onset", "outcome", "participantEffective", "pattern", "payment", "performed",
-    "probability", "procedure", "product", "prognosis", "quantity", "rate", "reported",
-    "scheduled", "seriesDoses", "serviced", "source", "start", "statusReason",
-    "studyEffective", "subject", "substance", "target", "time", "timing", "topic", "used",
-    "value", "when",
+    "abatement",
+    "additive",
+    "age",
+    "allowed",
+    "amount",
+    "answer",
+    "asNeeded",
+    "author",
+    "born",
+    "bounds",
+    "characteristic",
+    "chargeItem",
+    "code",
+    "collected",
+    "content",
+    "created",
+    "date",
+    "deceased",
+    "defaultValue",
+    "definingSubstance",
+    "definition",
+    "detail",
+    "diagnosis",
+    "dose",
+    "doseNumber",
+    "due",
+    "effective",
+    "entity",
+    "event",
+    "example",
+    "fastingStatus",
+    "fixed",
+    "identified",
+    "indication",
+    "instantiates",
+    "item",
+    "legallyBinding",
+    "location",
+    "manufacturer",
+    "maxValue",
+    "medication",
+    "minValue",
+    "minimumVolume",
+    "module",
+    "multipleBirth",
+    "name",
+    "occurred",
+    "occurrence",
+    "offset",
+    "onset",
+    "outcome",
+    "participantEffective",
+    "pattern",
+    "payment",
+    "performed",
+    "probability",
+    "procedure",
+    "product",
+    "prognosis",
+    "quantity",
+    "rate",
+    "reported",
+    "scheduled",
+    "seriesDoses",
+    "serviced",
+    "source",
+    "start",
+    "statusReason",
+    "studyEffective",
+    "subject",
+    "substance",
+    "target",
+    "time",
+    "timing",
+    "topic",
+    "used",
+    "value",
+    "when",
 ];
 
 /// Whether `name` is the name of a choice element somewhere in FHIR R4.
@@ -213,7 +279,10 @@ impl Ty {
 
     /// Whether the type is a date, date-time, instant or time.
     pub(crate) fn is_temporal(self) -> bool {
-        matches!(self, Self::Date | Self::DateTime | Self::Instant | Self::Time)
+        matches!(
+            self,
+            Self::Date | Self::DateTime | Self::Instant | Self::Time
+        )
     }
 
     /// Whether a value of this type is an integer.
@@ -390,9 +459,15 @@ mod tests {
 
     #[test]
     fn choice_suffixes_name_types() {
-        assert_eq!(Ty::from_choice_suffix("Quantity").map(Ty::name), Some("Quantity"));
+        assert_eq!(
+            Ty::from_choice_suffix("Quantity").map(Ty::name),
+            Some("Quantity")
+        );
         assert_eq!(Ty::from_choice_suffix("DateTime"), Some(Ty::DateTime));
-        assert_eq!(Ty::from_choice_suffix("Base64Binary"), Some(Ty::Base64Binary));
+        assert_eq!(
+            Ty::from_choice_suffix("Base64Binary"),
+            Some(Ty::Base64Binary)
+        );
         assert_eq!(Ty::from_choice_suffix("Set"), None);
         assert_eq!(Ty::from_choice_suffix("string"), None);
         assert_eq!(Ty::from_choice_suffix(""), None);

@@ -24,13 +24,22 @@ pub(crate) enum Src {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Item {
     /// The tape node at `at` (never an array or null), and its FHIR type when known.
-    Node { at: u32, ty: Ty },
+    Node {
+        at: u32,
+        ty: Ty,
+    },
     Bool(bool),
     Int(i64),
     /// A decimal and the digits after its point, when known.
-    Dec { v: f64, scale: Option<u8> },
+    Dec {
+        v: f64,
+        scale: Option<u8>,
+    },
     /// A string, date, date-time or time (`ty` says which).
-    Str { src: Src, ty: Ty },
+    Str {
+        src: Src,
+        ty: Ty,
+    },
 }
 
 /// The value of an item as operators see it.
@@ -81,9 +90,9 @@ impl<'a> Data<'a, '_> {
         match src {
             Src::Pool(i) => self.pool.get(i as usize).map_or("", |s| s),
             Src::Tape { at, start, len } => match self.tape.get(at as usize) {
-                Some(Node::String(s)) => s
-                    .get(start as usize..(start + len) as usize)
-                    .unwrap_or(""),
+                Some(Node::String(s)) => {
+                    s.get(start as usize..(start + len) as usize).unwrap_or("")
+                }
                 _ => "",
             },
             // The arena only ever receives whole `str`s, so this cannot fail.
