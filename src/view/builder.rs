@@ -414,6 +414,14 @@ mod tests {
     }
 
     #[test]
+    fn views_are_shared_across_threads_and_builders_move_between_them() {
+        fn shared<T: Send + Sync>() {}
+        fn moved<T: Send>() {}
+        shared::<ViewDefinition>();
+        moved::<ViewBuilder>();
+    }
+
+    #[test]
     fn an_error_leaves_the_builder_unchanged() {
         let mut b = builder(
             r#"{"resource":"Patient","select":[{"column":[{"name":"id","path":"id"}]},

@@ -37,7 +37,8 @@
 //! # Types
 //!
 //! The engine has no model of FHIR's element types: it knows the type of a value when
-//! a choice element's key names it (`valueQuantity`), when a literal, constant,
+//! a choice element's key names it (`value` matches `valueQuantity`, a `Quantity`; only
+//! the names of R4's choice elements match such keys), when a literal, constant,
 //! function or `ofType` makes it, and otherwise judges by the JSON value (a JSON string
 //! compared with a date is read as a date). A column's Arrow type comes from its `type`
 //! (`string`, `code`, `id`, `uri`, ... and `date`, `dateTime`, `instant`, `time` as
