@@ -4,7 +4,7 @@
 //! The crate is organised by the concepts of the domain, and data flows one way:
 //!
 //! ```text
-//! leaves     schema  decode  temporal  auth  bulk  schedule  failpoint
+//! leaves     schema  decode  view  temporal  auth  bulk  schedule  failpoint
 //! bytes      input                       files and downloads as chunks of lines
 //! storage    warehouse ◄── sink          layout, manifests, commits; Parquet files
 //! one run    ingest                      read -> decode -> write -> commit (a RunSpec)
@@ -21,6 +21,7 @@
 //! - [`bulk`]: the FHIR Bulk Data `$export` client (kick-off, polling, manifests, downloads);
 //! - [`schedule`]: cron schedules and the loop that fires sources on them;
 //! - [`failpoint`]: test-only crash points (`FHIR_INGEST_FAIL_AT`);
+//! - [`view`]: SQL on FHIR v2 ViewDefinitions, evaluated on the decoder's tape;
 //! - [`input`]: files on disk and downloads (plain or gzip) as bounded chunks of lines;
 //! - [`warehouse`]: local or object-store warehouses: layout, run manifests, commits;
 //! - [`sink`]: Parquet files and the quarantine written through `object_store`;
@@ -44,4 +45,5 @@ pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod temporal;
+pub mod view;
 pub mod warehouse;
