@@ -437,7 +437,7 @@ fn an_expired_export_on_resume_is_reported_and_a_new_one_started() {
 fn sigterm_while_polling_cancels_the_export_and_keeps_the_checkpoint() {
     let server = server();
     server.state.lock().unwrap().never_complete = true;
-    sigterm_when(&server, "GET", "/status/0", 2);
+    sigterm_when(&server, "GET", "/status/0", 2, false);
 }
 
 #[cfg(unix)]
@@ -445,18 +445,82 @@ fn sigterm_while_polling_cancels_the_export_and_keeps_the_checkpoint() {
 fn sigterm_while_downloading_cancels_the_export_and_keeps_the_checkpoint() {
     let server = server();
     server.state.lock().unwrap().hanging_file = Some("Patient.ndjson".into());
-    sigterm_when(&server, "GET", "/files/0/Patient.ndjson", 1);
+    sigterm_when(&server, "GET", "/files/0/Patient.ndjson", 1, false);
 }
 
-/// Runs the binary, sends SIGTERM once `path` got `requests` requests, and checks the
-/// export was cancelled on the server with nothing committed.
+/// In JSON log mode, the signal's message and everything else on stderr are JSON.
 #[cfg(unix)]
-fn sigterm_when(server: &Server, method: &str, path: &str, requests: usize) {
+#[test]
+fn sigterm_in_json_log_mode_logs_only_json() {
+    let server = server();
+    server.state.lock().unwrap().hanging_file = Some("Patient.ndjson".into());
+    let stderr = sigterm_when(&server, "GET", "/files/0/Patient.ndjson", 1, true);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{stderr}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "warn"
+                && l["message"].as_str().unwrap().contains("signal received")),
+        "{stderr}"
+    );
+}
+
+/// The library's cancellation: a bulk run whose token is cancelled while it polls
+/// returns `Cancelled` (no process exit), cancels the export on the server, removes
+/// the in-flight record and commits nothing.
+#[test]
+fn a_bulk_run_cancelled_through_its_token_cancels_the_export() {
+    use fhir_ingest::{
+        config::Config,
+        ingest::{IngestSettings, Outcome},
+        source::SourceKind,
+    };
+    let server = server();
+    server.state.lock().unwrap().never_complete = true;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config_with_auth(dir.path(), &server.mock.base, "type = \"none\"");
+    let config = Config::load(&path).unwrap();
+    let SourceKind::Bulk { client } = &config.sources[0].kind else {
+        panic!("a bulk source")
+    };
+    let root = dir.path().join("wh");
+    let warehouse = Warehouse::open_local(&root).unwrap();
+    let cx = common::context(&warehouse);
+    let cancel = cx.cancel.clone();
+    let mock = &server.mock;
+    let run = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let started = Instant::now();
+            while mock.requests_to("GET", "/status/0").len() < 2 {
+                assert!(started.elapsed() < Duration::from_secs(20), "no polling");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            cancel.cancel();
+        });
+        fhir_ingest::source::bulk::run(&cx, &IngestSettings::default(), "ehr", client).unwrap()
+    });
+    assert_eq!(run.outcome, Outcome::Cancelled);
+    assert!(run.summary.is_none());
+    assert_eq!(server.mock.requests_to("DELETE", "/status/0").len(), 1);
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(committed(&root).is_empty());
+    assert!(!root.join("_state/ehr/in-flight.json").exists());
+}
+
+/// Runs the binary (with JSON logs if `json`), sends SIGTERM once `path` got
+/// `requests` requests, and checks the export was cancelled on the server with nothing
+/// committed; returns what the binary wrote on stderr.
+#[cfg(unix)]
+fn sigterm_when(server: &Server, method: &str, path: &str, requests: usize, json: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &server.mock.base);
     let root = dir.path().join("wh");
+    let format = if json { "json" } else { "text" };
     let child = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
-        .args(["run", "--config"])
+        .args(["--log-format", format, "run", "--config"])
         .arg(&config)
         .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
         .env_remove(fhir_ingest::failpoint::ENV)
@@ -487,6 +551,7 @@ fn sigterm_when(server: &Server, method: &str, path: &str, requests: usize) {
     assert_eq!(checkpoint(&root), (0, None));
     assert!(committed(&root).is_empty());
     assert!(!root.join("_state/ehr/in-flight.json").exists());
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Regression: a file that cannot be downloaded must fail the run (nothing committed,

@@ -371,3 +371,80 @@ fn compact_after_run_merges_the_small_files_of_each_run() {
     assert_eq!(json["tables"]["Patient"]["rows"], 60, "{json}");
     assert_eq!(json["replaced"].as_array().unwrap().len(), 2, "{json}");
 }
+
+/// Every line of `stderr` is one JSON object with a time, a level and a message.
+fn assert_json_lines(stderr: &[u8]) -> Vec<serde_json::Value> {
+    let text = String::from_utf8_lossy(stderr);
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\nstderr:\n{text}"));
+            assert!(
+                value["time"].is_string() && value["level"].is_string(),
+                "{line}"
+            );
+            assert!(value["message"].is_string(), "{line}");
+            value
+        })
+        .collect()
+}
+
+#[test]
+fn json_log_mode_prints_only_json_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = {:?}\n[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [{:?}]\n",
+            wh.to_str().unwrap(),
+            sample_dir().join("Patient.ndjson.gz").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let json = |args: &[&str]| {
+        let mut all = vec!["--log-format", "json"];
+        all.extend_from_slice(args);
+        fhir_ingest(&all)
+    };
+    let config = config.to_str().unwrap();
+
+    let run = json(&["run", "--config", config]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let lines = assert_json_lines(&run.stderr);
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("committed _runs/"))),
+        "the report is logged: {lines:?}"
+    );
+    assert!(run.stdout.is_empty(), "{}", text(&run));
+
+    let validate = json(&["validate-config", "--config", config]);
+    assert_eq!(validate.status.code(), Some(0), "{}", text(&validate));
+    assert_json_lines(&validate.stderr);
+
+    let status = json(&["status", "--config", config]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_json_lines(&status.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["tables"]["Patient"]["rows"], 13, "{report}");
+
+    // A failure: the error is a JSON object too, with level error.
+    let missing = dir.path().join("nowhere");
+    let failed = json(&[
+        "convert",
+        missing.to_str().unwrap(),
+        "--out",
+        wh.to_str().unwrap(),
+    ]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let lines = assert_json_lines(&failed.stderr);
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "error", "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("nowhere"),
+        "{last}"
+    );
+}

@@ -71,6 +71,49 @@ fn a_full_run_is_read_back_whole() {
     }
 }
 
+/// The manifest keeps what each file's Parquet footer says of its key columns: the
+/// ranges of `id` and `meta.lastUpdated`, and the partition.
+#[test]
+fn the_manifest_records_each_files_key_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (warehouse, summary) = ingest(&dir.path().join("wh"), &[sample_dir()], 0.0);
+    let rebuilt = rebuild_all(&warehouse);
+    for (table, written) in &summary.manifest.tables {
+        for file in &written.files {
+            let stats = file.stats.as_ref().unwrap();
+            assert_eq!(stats.partition.as_deref(), Some("export_date=2026-01-02"));
+            let rows: Vec<_> = rebuilt
+                .iter()
+                .filter(|r| r.resource["resourceType"] == table.dir())
+                .collect();
+            let ids: Vec<&str> = rows
+                .iter()
+                .map(|r| r.resource["id"].as_str().unwrap())
+                .collect();
+            let id = stats.id.as_ref().unwrap();
+            assert_eq!(id.min, *ids.iter().min().unwrap(), "{table}");
+            assert_eq!(id.max, *ids.iter().max().unwrap(), "{table}");
+            let updated: Vec<i64> = rows
+                .iter()
+                .filter_map(|r| r.resource["meta"]["lastUpdated"].as_str())
+                .map(|t| fhir_ingest::temporal::parse_micros(t).unwrap())
+                .collect();
+            match (
+                &stats.last_updated,
+                updated.iter().min(),
+                updated.iter().max(),
+            ) {
+                (Some(range), Some(min), Some(max)) => {
+                    assert_eq!(range.min, fhir_ingest::temporal::rfc3339_micros(*min));
+                    assert_eq!(range.max, fhir_ingest::temporal::rfc3339_micros(*max));
+                }
+                (None, None, None) => {}
+                other => panic!("{table}: {other:?}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn a_rerun_of_a_committed_export_writes_nothing() {
     for backend in backends("rerun") {
