@@ -83,7 +83,7 @@ fn bulk_run(
         max_rejected_fraction: 0.0,
         ..IngestSettings::default()
     };
-    let run = source::bulk::run(&cx, &settings, "sekmet", client).unwrap();
+    let run = source::bulk::run(&cx, &settings, "sekmet", client, Vec::new()).unwrap();
     let export = run.export.unwrap();
     BulkSummary {
         run: run.summary.unwrap(),

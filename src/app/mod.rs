@@ -56,7 +56,14 @@ pub fn run_source(
 ) -> Result<Finished, AppError> {
     let started = Instant::now();
     metrics::run_started(&source.name);
-    let result = source::run(cx, &config.ingest_settings(), source, transaction_time);
+    let views = config.views_for(&source.name);
+    let result = source::run(
+        cx,
+        &config.ingest_settings(),
+        source,
+        views,
+        transaction_time,
+    );
     let outcome = match &result {
         Ok(run) => metrics::RunOutcome::of(run.outcome),
         Err(_) => metrics::RunOutcome::Failure,

@@ -20,9 +20,13 @@ use std::{
 use serde::Deserialize;
 
 use crate::{
-    ingest::config::{DecodeConfig, IngestSettings, RawDecode, RawQuarantine},
+    ingest::{
+        config::{DecodeConfig, IngestSettings, RawDecode, RawQuarantine},
+        views::{ConfiguredView, RawView, load_views},
+    },
     sink::{ParquetConfig, RawParquet},
     source::config::{RawSource, SourceConfig},
+    view::ViewDefinition,
     warehouse::config::{RawWarehouse, WarehouseConfig},
 };
 
@@ -81,6 +85,9 @@ pub struct RawConfig {
     /// The sources to ingest (`[[sources]]`), at least one.
     #[serde(default)]
     pub sources: Vec<RawSource>,
+    /// SQL on FHIR views computed by the runs (`[[views]]`). Default: none.
+    #[serde(default)]
+    pub views: Vec<RawView>,
 }
 
 /// `[daemon]`.
@@ -166,6 +173,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// The sources, in file order.
     pub sources: Vec<SourceConfig>,
+    /// The views, loaded and compiled.
+    pub views: Vec<ConfiguredView>,
 }
 
 impl Config {
@@ -245,6 +254,9 @@ impl Config {
             }
             sources.push(source);
         }
+        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        let views = load_views(&raw.views, base, &names)
+            .map_err(|(i, e)| invalid(format!("views[{i}]"), e.to_string()))?;
         Ok(Self {
             path: path.into(),
             warehouse,
@@ -253,6 +265,7 @@ impl Config {
             max_rejected_fraction,
             daemon,
             sources,
+            views,
         })
     }
 
@@ -272,7 +285,17 @@ impl Config {
             max_rejected_fraction: RawQuarantine::default().max_rejected_fraction,
             daemon: DaemonConfig::default(),
             sources: vec![source],
+            views: Vec::new(),
         }
+    }
+
+    /// The views runs of `source` compute.
+    pub fn views_for(&self, source: &str) -> Vec<std::sync::Arc<ViewDefinition>> {
+        self.views
+            .iter()
+            .filter(|v| v.applies_to(source))
+            .map(|v| v.view.clone())
+            .collect()
     }
 
     /// How every run of this configuration decodes and writes.

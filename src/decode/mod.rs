@@ -21,22 +21,28 @@
 
 mod column;
 pub(crate) mod overflow;
+mod view_table;
 
 use std::{fmt, sync::Arc};
 
 use arrow_array::{
-    ArrayRef, RecordBatch, StructArray,
+    RecordBatch, StructArray,
     builder::{Int64Builder, StringBuilder},
 };
 use arrow_schema::{ArrowError, SchemaRef};
 use rustc_hash::FxHashMap;
 use simd_json::{Node, Tape};
 
+pub use self::view_table::{RESOURCE_KEY_COLUMN, view_table_schema};
 use self::{
     column::{Cx, StructColumn},
     overflow::{NumberTexts, OverflowWriter, Seg},
+    view_table::{ViewTable, lineage_array},
 };
-use crate::schema::{Registry, ResourceSchema, lineage_fields};
+use crate::{
+    schema::{Registry, ResourceSchema},
+    view::ViewDefinition,
+};
 
 /// Why a line was not ingested. Each rejected line is quarantined with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,11 +129,27 @@ pub struct RunLineage {
     pub transaction_time: Option<String>,
 }
 
-/// Decodes lines of any resource type; owns one [`TableDecoder`] per type seen.
+/// A resource whose view rows could not be computed (its table row was kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewFailure {
+    /// The view.
+    pub view: String,
+    /// The resource's file.
+    pub file: Arc<str>,
+    /// Its line.
+    pub line: u64,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Decodes lines of any resource type; owns one [`TableDecoder`] per type seen, and the
+/// rows of the views of each type.
 pub struct LineDecoder {
     registry: Arc<Registry>,
     lineage: Arc<RunLineage>,
     tables: FxHashMap<String, TableDecoder>,
+    views: FxHashMap<String, Vec<ViewTable>>,
+    view_failures: Vec<ViewFailure>,
     buffers: simd_json::Buffers,
     input: Vec<u8>,
     tape: Option<Tape<'static>>,
@@ -140,10 +162,28 @@ pub struct LineDecoder {
 impl LineDecoder {
     /// A decoder using the schemas of `registry`.
     pub fn new(registry: Arc<Registry>, lineage: Arc<RunLineage>) -> Self {
+        Self::with_views(registry, lineage, &[])
+    }
+
+    /// A decoder that also computes `views` from each line of their resource type.
+    pub fn with_views(
+        registry: Arc<Registry>,
+        lineage: Arc<RunLineage>,
+        views: &[Arc<ViewDefinition>],
+    ) -> Self {
+        let mut by_type: FxHashMap<String, Vec<ViewTable>> = FxHashMap::default();
+        for view in views {
+            by_type
+                .entry(view.resource().to_owned())
+                .or_default()
+                .push(ViewTable::new(view.clone()));
+        }
         Self {
             registry,
             lineage,
             tables: FxHashMap::default(),
+            views: by_type,
+            view_failures: Vec::new(),
             buffers: simd_json::Buffers::default(),
             input: Vec::new(),
             tape: Some(Tape::null()),
@@ -229,7 +269,38 @@ impl LineDecoder {
             overflow: &mut self.overflow,
         };
         table.append(&mut cx, &origin.file, line_no, line.len());
-        Ok(table.rows)
+        let rows = table.rows;
+        for view in self.views.get_mut(resource_type).into_iter().flatten() {
+            if let Err(e) = view.append(tape, line, &origin.file, line_no) {
+                self.view_failures.push(ViewFailure {
+                    view: view.name().to_owned(),
+                    file: origin.file.clone(),
+                    line: line_no,
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The resources whose view rows failed since the last call.
+    pub fn take_view_failures(&mut self) -> Vec<ViewFailure> {
+        std::mem::take(&mut self.view_failures)
+    }
+
+    /// Finishes the view rows of `resource_type`'s views that have rows, as
+    /// `(view name, batch)`.
+    pub fn finish_views(
+        &mut self,
+        resource_type: &str,
+        out: &mut Vec<(String, RecordBatch)>,
+    ) -> Result<(), ArrowError> {
+        for view in self.views.get_mut(resource_type).into_iter().flatten() {
+            if view.rows() > 0 {
+                out.push((view.name().to_owned(), view.finish(&self.lineage)?));
+            }
+        }
+        Ok(())
     }
 
     /// Fills `out` with the types that have a table being built, sorted.
@@ -354,21 +425,9 @@ impl TableDecoder {
     }
 
     fn finish_lineage(&mut self, rows: usize) -> StructArray {
-        let constant = |value: Option<&str>| -> ArrayRef {
-            let mut b = StringBuilder::with_capacity(rows, value.map_or(0, str::len) * rows);
-            for _ in 0..rows {
-                b.append_option(value);
-            }
-            Arc::new(b.finish())
-        };
-        let columns: Vec<ArrayRef> = vec![
-            constant(Some(&self.lineage.source)),
-            constant(Some(&self.lineage.run_id)),
-            constant(self.lineage.transaction_time.as_deref()),
-            Arc::new(self.lineage_file.finish()),
-            Arc::new(self.lineage_line.finish()),
-        ];
-        StructArray::new(lineage_fields(), columns, None)
+        let file = Arc::new(self.lineage_file.finish());
+        let line = Arc::new(self.lineage_line.finish());
+        lineage_array(&self.lineage, file, line, rows)
     }
 }
 

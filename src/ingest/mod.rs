@@ -26,6 +26,7 @@ pub mod config;
 mod progress;
 mod read;
 mod report;
+pub mod views;
 mod worker;
 mod write;
 
@@ -55,6 +56,7 @@ use crate::{
     schema::Registry,
     sink::{Quarantine, RunFiles, SinkError, writer_properties},
     temporal,
+    view::ViewDefinition,
     warehouse::{
         ExportRecord, MANIFEST_VERSION, RunKind, RunManifest, TableId, TableManifest, Warehouse,
         WarehouseError, layout,
@@ -119,6 +121,9 @@ pub struct RunSpec {
     pub transaction_time: Option<String>,
     /// What the export adds to the manifest (`deleted[]`, `error[]`).
     pub export: ExportRecord,
+    /// The views computed from the run's resources, each written as the table
+    /// `views/<name>`.
+    pub views: Vec<Arc<ViewDefinition>>,
 }
 
 /// How a run ended (a failure is an error instead).
@@ -186,7 +191,7 @@ pub fn run(
         run_id: run_id.clone(),
         attempt: layout::new_attempt(),
     };
-    let (tables, rejected, input) = run_threads(cx, settings, &spec, &files)?;
+    let (tables, collected) = run_threads(cx, settings, &spec, &files)?;
 
     let mut manifest = RunManifest {
         format_version: MANIFEST_VERSION,
@@ -199,10 +204,11 @@ pub fn run(
         transaction_time: spec.transaction_time,
         tables,
         replaces: Vec::new(),
-        input,
-        rejected,
+        input: collected.input,
+        rejected: collected.rejected,
         deleted: spec.export.deleted,
         server_errors: spec.export.server_errors,
+        view_errors: collected.view_errors,
     };
     let outcome = if cx.cancel.is_cancelled() {
         manifest.tables.clear();
@@ -249,14 +255,7 @@ fn run_threads(
     settings: &IngestSettings,
     spec: &RunSpec,
     files: &RunFiles,
-) -> Result<
-    (
-        Tables,
-        crate::warehouse::RejectedTotals,
-        crate::warehouse::InputTotals,
-    ),
-    IngestError,
-> {
+) -> Result<(Tables, report::Collected), IngestError> {
     let decode = &settings.decode;
     let workers = decode.workers.get();
     let writers = workers;
@@ -302,13 +301,14 @@ fn run_threads(
         for _ in 0..workers {
             let work_rx = work_rx.clone();
             let worker = DecodeWorker {
-                decoder: LineDecoder::new(cx.registry.clone(), lineage.clone()),
+                decoder: LineDecoder::with_views(cx.registry.clone(), lineage.clone(), &spec.views),
                 batch_txs: batch_txs.clone(),
                 report_tx: report_tx.clone(),
                 recycle_tx: recycle_tx.clone(),
                 batch_rows: decode.batch_rows.get(),
                 max_line_bytes: decode.max_line_bytes,
                 progress: &cx.progress,
+                views: Vec::new(),
             };
             decoders.push(spawn(scope, "decode", move || worker.run(&work_rx))?);
         }
@@ -351,13 +351,13 @@ fn run_threads(
                     .map_err(|_| IngestError::Panicked("writer"))??,
             );
         }
-        let (rejected, mut input) = collected?;
-        input.files = match read {
+        let mut collected = collected?;
+        collected.input.files = match read {
             Ok(files) => files,
             Err(_) if cx.cancel.is_cancelled() => 0,
             Err(e) => return Err(e),
         };
-        Ok((tables, rejected, input))
+        Ok((tables, collected))
     });
     match result {
         Err(_) if cx.cancel.is_cancelled() => Ok(Default::default()),

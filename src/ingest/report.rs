@@ -5,10 +5,10 @@ use std::sync::{Arc, mpsc::Receiver};
 
 use super::{IngestError, Progress};
 use crate::{
-    decode::Rejection,
+    decode::{Rejection, ViewFailure},
     input::ReadTotals,
     sink::Quarantine,
-    warehouse::{InputTotals, RejectedTotals},
+    warehouse::{InputTotals, RejectedTotals, ViewErrors},
 };
 
 /// Rejections kept in the run manifest (all are in the quarantine).
@@ -27,6 +27,16 @@ pub(super) enum Report {
     FileRead { file: Arc<str>, totals: ReadTotals },
     /// Lines a decoder skipped (`Parameters` headers of export files).
     Skipped(u64),
+    /// A resource whose view rows could not be computed.
+    ViewFailed(ViewFailure),
+}
+
+/// What the reports add up to.
+#[derive(Debug, Default)]
+pub(super) struct Collected {
+    pub rejected: RejectedTotals,
+    pub input: InputTotals,
+    pub view_errors: ViewErrors,
 }
 
 /// Writes rejected lines to the quarantine and counts until every sender is gone.
@@ -34,11 +44,23 @@ pub(super) fn collect_reports(
     reports: Receiver<Report>,
     mut quarantine: Quarantine,
     progress: &Progress,
-) -> Result<(RejectedTotals, InputTotals), IngestError> {
+) -> Result<Collected, IngestError> {
     let mut rejected = RejectedTotals::default();
     let mut input = InputTotals::default();
+    let mut view_errors = ViewErrors::default();
     for report in reports {
         match report {
+            Report::ViewFailed(failure) => {
+                view_errors.count += 1;
+                if view_errors.first.len() < FIRST_REJECTIONS {
+                    let first = format!(
+                        "{}:{}: view {}: {}",
+                        failure.file, failure.line, failure.view, failure.message
+                    );
+                    tracing::warn!("{first}");
+                    view_errors.first.push(first);
+                }
+            }
             Report::FileRead { file, totals } => {
                 Progress::add(&progress.files_done, 1);
                 input.lines += totals.lines;
@@ -75,5 +97,9 @@ pub(super) fn collect_reports(
         }
     }
     rejected.quarantine = quarantine.finish()?;
-    Ok((rejected, input))
+    Ok(Collected {
+        rejected,
+        input,
+        view_errors,
+    })
 }

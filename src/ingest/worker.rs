@@ -33,6 +33,8 @@ pub(super) struct DecodeWorker<'a> {
     pub batch_rows: usize,
     pub max_line_bytes: u64,
     pub progress: &'a Progress,
+    /// Finished view batches (a buffer reused between calls).
+    pub views: Vec<(String, RecordBatch)>,
 }
 
 impl DecodeWorker<'_> {
@@ -55,6 +57,7 @@ impl DecodeWorker<'_> {
             for resource_type in &types {
                 self.send_batch(resource_type)?;
             }
+            self.report_view_failures();
         }
         self.decoder.types(&mut types);
         for resource_type in &types {
@@ -64,7 +67,15 @@ impl DecodeWorker<'_> {
         if skipped > 0 {
             let _ = self.report_tx.send(Report::Skipped(skipped));
         }
+        self.report_view_failures();
         Ok(())
+    }
+
+    /// Hands the resources whose view rows failed to the report thread.
+    fn report_view_failures(&mut self) {
+        for failure in self.decoder.take_view_failures() {
+            let _ = self.report_tx.send(Report::ViewFailed(failure));
+        }
     }
 
     /// Decodes the lines of a chunk; false when the run is being torn down.
@@ -108,14 +119,29 @@ impl DecodeWorker<'_> {
                 source,
             })?;
         if let Some(batch) = batch {
-            let table = TableId::resource(resource_type);
-            // A table always goes to the same writer, so it has one open file at a time.
-            let mut hasher = DefaultHasher::new();
-            table.hash(&mut hasher);
-            let writer = (hasher.finish() % self.batch_txs.len() as u64) as usize;
-            // A send fails only when the writer died; its error is reported when joined.
-            let _ = self.batch_txs[writer].send((table, batch));
+            self.send(TableId::resource(resource_type), batch);
         }
+        let mut views = std::mem::take(&mut self.views);
+        self.decoder
+            .finish_views(resource_type, &mut views)
+            .map_err(|source| IngestError::Batch {
+                table: resource_type.to_owned(),
+                source,
+            })?;
+        for (name, batch) in views.drain(..) {
+            self.send(TableId::view(&name), batch);
+        }
+        self.views = views;
         Ok(())
+    }
+
+    /// Sends a batch to the writer of its table: a table always goes to the same
+    /// writer, so it has one open file at a time. A send fails only when the writer
+    /// died; its error is reported when it is joined.
+    fn send(&self, table: TableId, batch: RecordBatch) {
+        let mut hasher = DefaultHasher::new();
+        table.hash(&mut hasher);
+        let writer = (hasher.finish() % self.batch_txs.len() as u64) as usize;
+        let _ = self.batch_txs[writer].send((table, batch));
     }
 }

@@ -154,6 +154,7 @@ pub fn compact_table(
         tables: BTreeMap::from([(table.clone(), written)]),
         deleted: Vec::new(),
         server_errors: Vec::new(),
+        view_errors: Default::default(),
     };
     match cx.runtime.block_on(cx.warehouse.commit(&manifest)) {
         Ok(_) => Ok(Compacted::Committed {

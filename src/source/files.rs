@@ -1,11 +1,12 @@
 //! A `files` source: the NDJSON files under its paths, read one at a time.
 
-use std::{num::NonZeroUsize, path::PathBuf};
+use std::{num::NonZeroUsize, path::PathBuf, sync::Arc};
 
 use super::SourceRun;
 use crate::{
     ingest::{self, IngestError, IngestSettings, RunContext, RunSpec},
     input::{self, InputError},
+    view::ViewDefinition,
     warehouse::ExportRecord,
 };
 
@@ -20,12 +21,13 @@ pub enum FilesError {
     Ingest(#[from] IngestError),
 }
 
-/// Ingests the files under `paths` as one run of source `name`.
+/// Ingests the files under `paths` as one run of source `name`, with `views`.
 pub fn run(
     cx: &RunContext,
     settings: &IngestSettings,
     name: &str,
     paths: &[PathBuf],
+    views: Vec<Arc<ViewDefinition>>,
     transaction_time: Option<String>,
 ) -> Result<SourceRun, FilesError> {
     let inputs = input::discover(paths, &cx.registry)?;
@@ -40,6 +42,7 @@ pub fn run(
         parallel_files: NonZeroUsize::MIN,
         transaction_time,
         export: ExportRecord::default(),
+        views,
     };
     let summary = ingest::run(cx, settings, spec)?;
     Ok(SourceRun {

@@ -12,8 +12,11 @@ pub mod state;
 
 pub use self::config::{SourceConfig, SourceKind};
 use self::state::Checkpoint;
+use std::sync::Arc;
+
 use crate::ingest::{IngestError, IngestSettings, Outcome, RunContext, RunSummary};
 use crate::input::InputError;
+use crate::view::ViewDefinition;
 
 /// Errors of a source's run.
 #[derive(Debug, thiserror::Error)]
@@ -70,34 +73,37 @@ pub struct SourceRun {
     pub export: Option<ExportInfo>,
 }
 
-/// Runs `source` once into the context's warehouse, for `files` sources with the
+/// Runs `source` once into the context's warehouse, computing `views` from its
+/// resources; for `files` sources with the
 /// export's `transaction_time` when one is known (`convert --transaction-time`).
 /// Blocking: call it outside the runtime.
 pub fn run(
     cx: &RunContext,
     settings: &IngestSettings,
     source: &SourceConfig,
+    views: Vec<Arc<ViewDefinition>>,
     transaction_time: Option<String>,
 ) -> Result<SourceRun, SourceError> {
     let source_name = source.name.clone();
     match &source.kind {
         SourceKind::Files { paths } => {
-            files::run(cx, settings, &source.name, paths, transaction_time).map_err(|e| match e {
-                files::FilesError::Input(e) => SourceError::Input {
-                    source_name,
-                    source: Box::new(e),
-                },
-                files::FilesError::Ingest(e) => SourceError::Ingest {
-                    source_name,
-                    source: Box::new(e),
-                },
+            files::run(cx, settings, &source.name, paths, views, transaction_time).map_err(|e| {
+                match e {
+                    files::FilesError::Input(e) => SourceError::Input {
+                        source_name,
+                        source: Box::new(e),
+                    },
+                    files::FilesError::Ingest(e) => SourceError::Ingest {
+                        source_name,
+                        source: Box::new(e),
+                    },
+                }
             })
         }
-        SourceKind::Bulk { client } => {
-            bulk::run(cx, settings, &source.name, client).map_err(|e| SourceError::Export {
+        SourceKind::Bulk { client } => bulk::run(cx, settings, &source.name, client, views)
+            .map_err(|e| SourceError::Export {
                 source_name,
                 source: Box::new(e),
-            })
-        }
+            }),
     }
 }

@@ -236,6 +236,7 @@ mod tests {
             rejected: RejectedTotals::default(),
             deleted: Vec::new(),
             server_errors: Vec::new(),
+            view_errors: Default::default(),
         }
     }
 

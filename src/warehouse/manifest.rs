@@ -61,6 +61,25 @@ pub struct RunManifest {
     /// The export's `error[]` OperationOutcomes, as plain text (one line per issue).
     #[serde(default)]
     pub server_errors: Vec<String>,
+    /// Resources whose view rows could not be computed (their table rows were kept).
+    #[serde(default, skip_serializing_if = "ViewErrors::is_empty")]
+    pub view_errors: ViewErrors,
+}
+
+/// Resources whose view rows failed in a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ViewErrors {
+    /// How many.
+    pub count: u64,
+    /// The first few, `file:line: view <name>: problem`.
+    pub first: Vec<String>,
+}
+
+impl ViewErrors {
+    /// Whether there were none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 impl RunManifest {

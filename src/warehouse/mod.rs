@@ -28,7 +28,7 @@ pub use self::{
     layout::TableId,
     manifest::{
         DeletedRef, ExportRecord, FileStats, InputTotals, MANIFEST_VERSION, Range, RejectedTotals,
-        RunKind, RunManifest, TableManifest, WrittenFile,
+        RunKind, RunManifest, TableManifest, ViewErrors, WrittenFile,
     },
 };
 

@@ -70,6 +70,7 @@ pub fn spec(inputs: &[PathBuf], transaction_time: Option<&str>) -> RunSpec {
         parallel_files: std::num::NonZeroUsize::MIN,
         transaction_time: transaction_time.map(str::to_owned),
         export: ExportRecord::default(),
+        views: Vec::new(),
     }
 }
 

@@ -34,6 +34,7 @@ use crate::{
     input::InputError,
     source::state::{Checkpoint, SourceState, StateError},
     temporal,
+    view::ViewDefinition,
     warehouse::{ExportRecord, WarehouseError},
 };
 
@@ -63,13 +64,14 @@ pub enum ExportError {
     Cancelled,
 }
 
-/// Runs one incremental export of the bulk source `name`. Blocking: call it outside the
-/// runtime.
+/// Runs one incremental export of the bulk source `name`, computing `views` from its
+/// resources. Blocking: call it outside the runtime.
 pub fn run(
     cx: &RunContext,
     settings: &IngestSettings,
     name: &str,
     config: &BulkConfig,
+    views: Vec<Arc<ViewDefinition>>,
 ) -> Result<SourceRun, ExportError> {
     let state = SourceState::new(cx.warehouse.store(), name);
     let client = BulkClient::new(config.clone())?;
@@ -92,7 +94,7 @@ pub fn run(
         Err(e) => return Err(e),
     };
     let waited = started.elapsed();
-    let summary = match ingest_files(cx, settings, name, &client, &prepared) {
+    let summary = match ingest_files(cx, settings, name, &client, &prepared, views) {
         Ok(summary) => summary,
         Err(e) => {
             if needs_new_export(&e) {
@@ -147,6 +149,7 @@ fn ingest_files(
     name: &str,
     client: &BulkClient,
     prepared: &Prepared,
+    views: Vec<Arc<ViewDefinition>>,
 ) -> Result<RunSummary, IngestError> {
     let downloaded = Arc::new(AtomicU64::new(0));
     let requires_token = prepared.manifest.requires_access_token();
@@ -177,6 +180,7 @@ fn ingest_files(
         inputs,
         parallel_files,
         transaction_time: Some(prepared.transaction_time.clone()),
+        views,
         export: ExportRecord {
             deleted: prepared.deleted.clone(),
             server_errors: prepared.server_errors.clone(),
