@@ -14,7 +14,7 @@ pub enum AuthError {
         var: String,
     },
     /// The file that should hold a secret could not be read.
-    #[error("cannot read secret file {path}: {source}")]
+    #[error("cannot read secret file {path}")]
     SecretFile {
         /// Path of the file.
         path: PathBuf,
@@ -55,7 +55,7 @@ pub enum AuthError {
         message: String,
     },
     /// A transport error while talking to the token or discovery endpoint.
-    #[error("request to {url} failed: {source}")]
+    #[error("request to {url} failed")]
     Http {
         /// Redacted URL.
         url: String,

@@ -79,4 +79,23 @@ mod tests {
     fn secret_debug_is_hidden() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
     }
+
+    #[test]
+    fn unreadable_secret_file_shows_its_cause_once() {
+        use std::error::Error as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("missing-token");
+        let err = SecretSource::File(path.clone())
+            .load()
+            .expect_err("missing file");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot read secret file {}", path.display())
+        );
+        let cause = err.source().expect("the I/O error is the source");
+        assert_eq!(
+            cause.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::NotFound)
+        );
+    }
 }
