@@ -9,8 +9,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::auth::redact_url;
-use crate::bulk::client::{Inner, Req, is_transient, server_error, transport};
+use crate::bulk::client::Inner;
 use crate::bulk::manifest::deleted_from_bundle;
+use crate::bulk::request::{Req, is_transient, server_error, transport};
 use crate::bulk::retry::retry_after;
 use crate::bulk::{BulkClient, BulkError, DeletedResource, outcome_messages};
 

@@ -13,7 +13,7 @@ pub enum BulkError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// A transport error (connection refused or cut, timeout, TLS, …).
-    #[error("{context} request to {url} failed: {source}")]
+    #[error("{context} request to {url} failed")]
     Transport {
         /// What we were doing (`kick-off`, `status poll`, `download`, …).
         context: &'static str,

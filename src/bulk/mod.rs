@@ -7,11 +7,16 @@ mod client;
 mod config;
 mod download;
 mod error;
+mod kickoff;
 mod manifest;
+mod poll;
+mod request;
 mod retry;
 
-pub use client::{BulkClient, KickOff, PollProgress, PollStatus};
+pub use client::BulkClient;
 pub use config::{BulkConfig, BulkConfigError, ExportLevel, KickOffMethod};
 pub use error::BulkError;
+pub use kickoff::KickOff;
 pub use manifest::{DeletedResource, Manifest, ManifestFile, ManifestLink, outcome_messages};
+pub use poll::{PollProgress, PollStatus};
 pub use retry::parse_retry_after;
