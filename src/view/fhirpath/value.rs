@@ -20,6 +20,15 @@ pub(crate) enum Src {
     Arena { start: u32, len: u32 },
 }
 
+/// Adds `s` to the view's string pool (once) and returns where it is.
+pub(crate) fn intern(pool: &mut Vec<Box<str>>, s: &str) -> Src {
+    if let Some(i) = pool.iter().position(|p| &**p == s) {
+        return Src::Pool(i as u32);
+    }
+    pool.push(s.into());
+    Src::Pool(pool.len() as u32 - 1)
+}
+
 /// One value of a collection.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Item {
