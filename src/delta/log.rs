@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Action, Add, DeltaError, DeltaTable, MAX_CHECKPOINT_BYTES, MAX_COMMIT_BYTES, Metadata,
-    Protocol, Remove, Txn, actions::LogLine, checkpoint_file_name, checkpoint_read,
-    commit_file_name,
+    Protocol, Remove, Txn, actions::LogLine, checkpoint, checkpoint_file_name, commit_file_name,
 };
 
 /// The state of a table at one version.
@@ -280,7 +279,7 @@ impl DeltaTable {
                 .read_bounded(&path, MAX_CHECKPOINT_BYTES)
                 .await?
                 .ok_or_else(|| self.store_error(&path)(not_found(&path)))?;
-            let actions = checkpoint_read::read_actions(bytes, self.name(), path.as_ref())?;
+            let actions = checkpoint::read_actions(bytes, self.name(), path.as_ref())?;
             replay.apply_all(actions, self.name(), path.as_ref())?;
         }
         let reads = futures::stream::iter(first..=latest)

@@ -195,3 +195,42 @@ async fn a_gap_in_the_commits_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn errors_leave_their_source_to_source() {
+    let err = DeltaError::Store {
+        table: "t".into(),
+        path: "t/_delta_log/x.json".into(),
+        source: object_store::Error::NotFound {
+            path: "x".into(),
+            source: "the inner reason".into(),
+        },
+    };
+    assert!(!err.to_string().contains("inner reason"), "{err}");
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(source.contains("inner reason"), "{source}");
+}
+
+#[test]
+fn table_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    let (_dir, table) = local_table();
+    send(&table.snapshot());
+    send(&table.commit(None, vec![], "WRITE"));
+    send(&table.create(
+        &crate::delta::testing::data_schema(),
+        &[],
+        Default::default(),
+        vec![],
+    ));
+    send(&table.commit_with_retry(1, "WRITE", |_| Ok::<_, DeltaError>(None)));
+    let snapshot = futures::executor::block_on(async { create(&table, vec![]).await });
+    send(&table.checkpoint(&snapshot));
+    send(&table.vacuum(
+        &snapshot,
+        crate::delta::VacuumOptions::new(std::time::Duration::ZERO),
+    ));
+    fn sync<T: Send + Sync>() {}
+    sync::<Snapshot>();
+    sync::<DeltaTable>();
+}

@@ -12,8 +12,7 @@
 //!   replayed into a [`Snapshot`];
 //! - [`commit`]: create-only commits (`_delta_log/<20-digit version>.json`), table
 //!   creation and a retry helper for conflicts;
-//! - [`checkpoint`]: classic single-file Parquet checkpoints and `_last_checkpoint`
-//!   (read back by `checkpoint_read`);
+//! - [`checkpoint`]: classic single-file Parquet checkpoints and `_last_checkpoint`;
 //! - [`vacuum`]: deleting the files of expired tombstones and old orphans.
 //!
 //! A commit is a create-only put: of two writers of one version exactly one wins, the
@@ -23,7 +22,6 @@
 
 pub mod actions;
 pub mod checkpoint;
-mod checkpoint_read;
 pub mod commit;
 pub mod log;
 pub mod schema;
@@ -74,7 +72,7 @@ pub enum DeltaError {
         table: String,
         /// The log file.
         path: String,
-        /// The line (1-based).
+        /// The line (1-based; 0 when the action could not be written).
         line: usize,
         /// The parser's error.
         source: serde_json::Error,

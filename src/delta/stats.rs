@@ -216,7 +216,8 @@ impl Kind {
         Some(match (physical, logical) {
             (PhysicalType::BOOLEAN, None) => Self::Bool,
             (PhysicalType::INT32, Some(LogicalType::Date)) => Self::Date,
-            (PhysicalType::INT32, None | Some(LogicalType::Integer(_))) => Self::Int32,
+            (PhysicalType::INT32, None) => Self::Int32,
+            (PhysicalType::INT32, Some(LogicalType::Integer(t))) if t.is_signed => Self::Int32,
             (PhysicalType::INT64, Some(LogicalType::Timestamp(t))) if t.is_adjusted_to_u_t_c => {
                 Self::Timestamp(match t.unit {
                     TimeUnit::MILLIS => 1000,
@@ -224,7 +225,8 @@ impl Kind {
                     TimeUnit::NANOS => -1000,
                 })
             }
-            (PhysicalType::INT64, None | Some(LogicalType::Integer(_))) => Self::Int64,
+            (PhysicalType::INT64, None) => Self::Int64,
+            (PhysicalType::INT64, Some(LogicalType::Integer(t))) if t.is_signed => Self::Int64,
             (PhysicalType::FLOAT, None) => Self::Float,
             (PhysicalType::DOUBLE, None) => Self::Double,
             (PhysicalType::BYTE_ARRAY, Some(LogicalType::String)) => Self::Utf8,

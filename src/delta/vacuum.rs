@@ -16,7 +16,7 @@
 //! compared both as listed and percent-decoded, so a live file is never taken for an
 //! orphan because of how a store spells its key.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
@@ -137,15 +137,23 @@ impl DeltaTable {
         }
         doomed.sort_by(|a, b| a.1.cmp(&b.1));
         if !options.dry_run {
-            let deletes = futures::stream::iter(&doomed)
-                .map(|(path, _)| async move {
-                    match self.store.delete(path).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                        Err(e) => Err(self.store_error(path)(e)),
+            // Owned paths and store: the future stays Send.
+            let paths: Vec<Path> = doomed.iter().map(|(path, _)| path.clone()).collect();
+            let deletes = futures::stream::iter(paths)
+                .map(|path| {
+                    let store = Arc::clone(&self.store);
+                    async move {
+                        match store.delete(&path).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                            Err(e) => Err((path, e)),
+                        }
                     }
                 })
                 .buffer_unordered(8);
-            deletes.try_collect::<()>().await?;
+            deletes
+                .try_collect::<()>()
+                .await
+                .map_err(|(path, e)| self.store_error(&path)(e))?;
         }
         report.deleted = doomed.into_iter().map(|(_, relative)| relative).collect();
         Ok(report)

@@ -16,10 +16,8 @@ use parquet::arrow::{
     arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
 };
 
-use super::{
-    Action, Add, DeltaError, Metadata, Protocol, Remove, Txn, actions::Format,
-    checkpoint::CodecError,
-};
+use super::CodecError;
+use crate::delta::{Action, Add, DeltaError, Metadata, Protocol, Remove, Txn, actions::Format};
 
 /// The actions of a checkpoint file (written here or by another engine: columns and
 /// fields this module does not use are ignored).
