@@ -19,6 +19,24 @@
 //! other gets [`CommitResult::Conflict`], re-reads the snapshot and decides again
 //! ([`DeltaTable::commit_with_retry`]). A table whose protocol is anything but 1/2 without
 //! features is refused for reading and writing ([`DeltaError::UnsupportedProtocol`]).
+//!
+//! A writer's round, for one table:
+//!
+//! 1. write the data files under the table root, with names unique to the attempt
+//!    (`export_date=2026-01-02/part-<uuid>.parquet`), without the partition columns;
+//! 2. make their adds: [`Add::new`] with the key below the root, the partition values,
+//!    size, time, and [`stats_from_parquet`]`(footer, columns).to_json()`;
+//! 3. commit with [`DeltaTable::commit_with_retry`]: the closure returns `None` when the
+//!    snapshot's [`Snapshot::txn_version`] shows the work is committed already, else the
+//!    adds, the removes of the files rewritten (copy-on-write: [`Add::remove_now`] of the
+//!    snapshot's live adds) and a [`Txn`]; the first commit is [`DeltaTable::create`];
+//! 4. read the snapshot again and [`DeltaTable::maybe_checkpoint`] it with
+//!    [`Snapshot::checkpoint_interval`];
+//! 5. now and then, [`DeltaTable::vacuum`] with a retention longer than any write takes.
+//!
+//! Paths in the log are percent-encoded URIs relative to the root; [`Snapshot::files`]
+//! and [`Snapshot::tombstones`] are keyed by the decoded key below the root, which
+//! [`DeltaTable::object`] turns into the object's [`Path`].
 
 pub mod actions;
 pub mod checkpoint;

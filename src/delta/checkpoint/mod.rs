@@ -105,7 +105,8 @@ impl DeltaTable {
     }
 
     /// Checkpoints `snapshot` when its version is a multiple of `every_n` (not at
-    /// version 0; never when `every_n` is 0). Use
+    /// version 0, nor when the snapshot was read from that checkpoint; never when
+    /// `every_n` is 0). Use
     /// [`Snapshot::checkpoint_interval`] or [`DEFAULT_CHECKPOINT_INTERVAL`] for `every_n`.
     pub async fn maybe_checkpoint(
         &self,
@@ -113,7 +114,8 @@ impl DeltaTable {
         every_n: i64,
     ) -> Result<Option<CheckpointInfo>, DeltaError> {
         let v = snapshot.version();
-        if every_n <= 0 || v == 0 || v % every_n != 0 {
+        // A snapshot read from the checkpoint of its own version needs no other.
+        if every_n <= 0 || v == 0 || v % every_n != 0 || snapshot.checkpoint_version() == Some(v) {
             return Ok(None);
         }
         self.checkpoint(snapshot).await.map(Some)

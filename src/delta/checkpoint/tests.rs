@@ -165,6 +165,10 @@ async fn maybe_checkpoint_every_n_versions() {
     assert_eq!(s3.checkpoint_interval(), DEFAULT_CHECKPOINT_INTERVAL);
     let info = table.maybe_checkpoint(&s3, 3).await.unwrap().unwrap();
     assert_eq!(info.version, 3);
+    // Read back from that checkpoint, the snapshot needs no other.
+    let read = table.snapshot().await.unwrap().unwrap();
+    assert_eq!(read.checkpoint_version(), Some(3));
+    assert_eq!(table.maybe_checkpoint(&read, 3).await.unwrap(), None);
 }
 
 #[tokio::test]
