@@ -66,14 +66,17 @@ impl Protocol {
             && none(&self.writer_features)
     }
 
-    /// `1/2`, or `3/7 [deletionVectors] [columnMapping]` for messages.
+    /// `1/2`, or `3/7 reader features [deletionVectors] writer features [...]`, for
+    /// messages.
     pub fn describe(&self) -> String {
         let mut text = format!("{}/{}", self.min_reader_version, self.min_writer_version);
-        for features in [&self.reader_features, &self.writer_features]
-            .into_iter()
-            .flatten()
-        {
-            text.push_str(&format!(" [{}]", features.join(", ")));
+        for (kind, features) in [
+            ("reader", &self.reader_features),
+            ("writer", &self.writer_features),
+        ] {
+            if let Some(features) = features.as_ref().filter(|f| !f.is_empty()) {
+                text.push_str(&format!(" {kind} features [{}]", features.join(", ")));
+            }
         }
         text
     }
@@ -428,7 +431,7 @@ mod tests {
         p.min_writer_version = 7;
         p.writer_features = Some(vec!["deletionVectors".into()]);
         assert!(!p.is_supported());
-        assert_eq!(p.describe(), "1/7 [deletionVectors]");
+        assert_eq!(p.describe(), "1/7 writer features [deletionVectors]");
     }
 
     #[test]

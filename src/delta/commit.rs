@@ -6,8 +6,9 @@
 //! reader 1 / writer 2; a table's first commit needs `protocol` and `metaData`; every
 //! partition column must be a column of the schema; every `add` must carry exactly the
 //! partition columns as `partitionValues`; paths must be relative and percent-encoded as
-//! [`encode_path`] does; a path appears in at most one add
-//! and one remove.
+//! [`encode_path`] does; a path appears in at most one add and one remove; a remove must
+//! name a live file of the snapshot (of two writers that rewrite one file, the second
+//! learns it is gone instead of duplicating its rows).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -263,6 +264,14 @@ impl DeltaTable {
                 )));
             }
             self.object(&decoded)?;
+            // Two copy-on-write writers of one file: the loser's retry must not remove
+            // it again (its rows would come back twice).
+            let live = snapshot.is_some_and(|s| s.files().contains_key(&decoded));
+            if matches!(action, Action::Remove(_)) && !live {
+                return Err(invalid(format!(
+                    "remove of {path}, which is not a live file of the snapshot"
+                )));
+            }
             if !seen.insert(path.clone()) {
                 return Err(invalid(format!("path {path} appears twice")));
             }

@@ -72,6 +72,13 @@ async fn invalid_actions_are_refused_before_writing() {
         matches!(err, DeltaError::UnsupportedProtocol { .. }),
         "{err}"
     );
+    // A file another writer removed already cannot be removed again.
+    let b = put_file(&table, "export_date=2026-01-01/b.parquet", "2026-01-01").await;
+    let err = table
+        .commit(Some(&s0), vec![Action::Remove(b.remove_now())], "MERGE")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not a live file"), "{err}");
     let err = table.commit(None, vec![], "WRITE").await.unwrap_err();
     assert!(
         matches!(err, DeltaError::InvalidCommit { version: 0, .. }),

@@ -146,7 +146,10 @@ async fn other_protocols_are_refused_naming_the_table() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("tables/Patient") && text.contains("3/7 [deletionVectors]"),
+        text.contains("tables/Patient")
+            && text.contains(
+                "3/7 reader features [deletionVectors] writer features [deletionVectors]"
+            ),
         "{text}"
     );
 }

@@ -213,7 +213,11 @@ pub struct DeltaTable {
 impl DeltaTable {
     /// The table at `root` in `store` (nothing is read yet).
     pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
-        let name = format!("{store}/{root}");
+        let name = if root.is_root() {
+            store.to_string()
+        } else {
+            format!("{store}/{root}")
+        };
         Self { store, root, name }
     }
 
