@@ -25,6 +25,7 @@
 //! - [`input`]: files on disk and downloads (plain or gzip) as bounded chunks of lines;
 //! - [`warehouse`]: local or object-store warehouses: layout, run manifests, commits;
 //! - [`sink`]: Parquet files and the quarantine written through `object_store`;
+//! - [`delta`]: Delta Lake logs (reader 1/writer 2) by hand: commits, checkpoints, vacuum;
 //! - [`ingest`]: one run, wiring readers, decoders and writers with bounded channels;
 //! - [`source`]: the `files` and `bulk` sources and the state of incremental ones;
 //! - [`maintain`]: status, cleanup, compaction, and Parquet back to NDJSON;
@@ -36,6 +37,7 @@ pub mod auth;
 pub mod bulk;
 pub mod config;
 pub mod decode;
+pub mod delta;
 pub mod failpoint;
 pub mod ingest;
 pub mod input;

@@ -1,0 +1,219 @@
+//! Arrow schemas to Delta's JSON schema (the `schemaString` of `metaData`).
+//!
+//! | Arrow | Delta |
+//! |---|---|
+//! | Utf8 | `string` |
+//! | Boolean | `boolean` |
+//! | Int32 / Int64 | `integer` / `long` |
+//! | Float64 | `double` |
+//! | Timestamp(µs, `UTC` or `+00:00`) | `timestamp` |
+//! | Date32 | `date` |
+//! | Struct | `{"type":"struct","fields":[...]}` |
+//! | List | `{"type":"array","elementType":...,"containsNull":true}` |
+//!
+//! Every other type is refused, naming the field: in particular a timestamp without a
+//! UTC zone, which would be Delta's `timestamp_ntz` (reader 3 / writer 7). Every field
+//! carries `nullable` and an empty `metadata`. Partition columns are not in the data
+//! files: they are given apart and appended to the table schema.
+
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use serde_json::{Value, json};
+
+use super::DeltaError;
+
+/// Characters Delta (without column mapping) does not allow in column names, plus `.`
+/// (stats columns are named by dotted paths here).
+const INVALID_NAME_CHARS: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '=', '.'];
+
+/// The `schemaString` of a table whose data files have `data_schema` and whose partition
+/// columns are `partition_columns` (appended, in order; primitive types only).
+pub fn schema_string(
+    data_schema: &Schema,
+    partition_columns: &[Field],
+) -> Result<String, DeltaError> {
+    let mut fields = Vec::with_capacity(data_schema.fields().len() + partition_columns.len());
+    for field in data_schema.fields() {
+        fields.push(delta_field(field, field.name())?);
+    }
+    for field in partition_columns {
+        if data_schema.field_with_name(field.name()).is_ok() {
+            return Err(unsupported(
+                field.name(),
+                "is both a data column and a partition column",
+            ));
+        }
+        if matches!(field.data_type(), DataType::Struct(_) | DataType::List(_)) {
+            return Err(unsupported(
+                field.name(),
+                "a partition column must be of a primitive type",
+            ));
+        }
+        fields.push(delta_field(field, field.name())?);
+    }
+    Ok(json!({"type": "struct", "fields": fields}).to_string())
+}
+
+/// The names of the top-level fields of a `schemaString`, in order.
+pub fn column_names(schema_string: &str) -> Result<Vec<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Struct {
+        fields: Vec<Named>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: String,
+    }
+    let parsed: Struct = serde_json::from_str(schema_string)?;
+    Ok(parsed.fields.into_iter().map(|f| f.name).collect())
+}
+
+fn delta_field(field: &Field, path: &str) -> Result<Value, DeltaError> {
+    if field.name().is_empty() || field.name().contains(INVALID_NAME_CHARS) {
+        return Err(unsupported(
+            path,
+            "the name is empty or has one of ` ,;{}()\\n\\t=.`",
+        ));
+    }
+    Ok(json!({
+        "name": field.name(),
+        "type": delta_type(field.data_type(), path)?,
+        "nullable": field.is_nullable(),
+        "metadata": {},
+    }))
+}
+
+fn delta_type(data_type: &DataType, path: &str) -> Result<Value, DeltaError> {
+    Ok(match data_type {
+        DataType::Utf8 => json!("string"),
+        DataType::Boolean => json!("boolean"),
+        DataType::Int32 => json!("integer"),
+        DataType::Int64 => json!("long"),
+        DataType::Float64 => json!("double"),
+        DataType::Date32 => json!("date"),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz))
+            if tz.as_ref() == "UTC" || tz.as_ref() == "+00:00" =>
+        {
+            json!("timestamp")
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            let zone = tz.as_deref().unwrap_or("none");
+            return Err(unsupported(
+                path,
+                &format!(
+                    "timestamp with time zone {zone}: only UTC timestamps (\"UTC\" or \"+00:00\") \
+                     are supported; without a zone it would be timestamp_ntz (reader 3/writer 7)"
+                ),
+            ));
+        }
+        DataType::Struct(fields) => {
+            let fields = fields
+                .iter()
+                .map(|f| delta_field(f, &format!("{path}.{}", f.name())))
+                .collect::<Result<Vec<_>, _>>()?;
+            json!({"type": "struct", "fields": fields})
+        }
+        DataType::List(item) => json!({
+            "type": "array",
+            "elementType": delta_type(item.data_type(), &format!("{path}[]"))?,
+            "containsNull": true,
+        }),
+        other => {
+            return Err(unsupported(
+                path,
+                &format!("type {other} has no Delta mapping here"),
+            ));
+        }
+    })
+}
+
+fn unsupported(path: &str, reason: &str) -> DeltaError {
+    DeltaError::Schema {
+        field: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_schema::Fields;
+
+    use super::*;
+
+    fn ts() -> DataType {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    }
+
+    #[test]
+    fn nested_structs_lists_and_timestamps() {
+        let tag = Field::new(
+            "tag",
+            DataType::List(Arc::new(Field::new(
+                "item",
+                DataType::Struct(Fields::from(vec![Field::new("code", DataType::Utf8, true)])),
+                true,
+            ))),
+            true,
+        );
+        let meta = Field::new(
+            "meta",
+            DataType::Struct(Fields::from(vec![
+                Field::new("lastUpdated", DataType::Utf8, true),
+                Field::new("lastUpdated_ts", ts(), true),
+                tag,
+            ])),
+            true,
+        );
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            meta,
+            Field::new("n", DataType::Int64, true),
+            Field::new("i", DataType::Int32, true),
+            Field::new("x", DataType::Float64, true),
+            Field::new("b", DataType::Boolean, true),
+            Field::new("d", DataType::Date32, true),
+            Field::new(
+                "s",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
+        ]);
+        let parts = [Field::new("export_date", DataType::Utf8, true)];
+        let text = schema_string(&schema, &parts).unwrap();
+        let expected = r#"{"type":"struct","fields":[{"name":"id","type":"string","nullable":false,"metadata":{}},{"name":"meta","type":{"type":"struct","fields":[{"name":"lastUpdated","type":"string","nullable":true,"metadata":{}},{"name":"lastUpdated_ts","type":"timestamp","nullable":true,"metadata":{}},{"name":"tag","type":{"type":"array","elementType":{"type":"struct","fields":[{"name":"code","type":"string","nullable":true,"metadata":{}}]},"containsNull":true},"nullable":true,"metadata":{}}]},"nullable":true,"metadata":{}},{"name":"n","type":"long","nullable":true,"metadata":{}},{"name":"i","type":"integer","nullable":true,"metadata":{}},{"name":"x","type":"double","nullable":true,"metadata":{}},{"name":"b","type":"boolean","nullable":true,"metadata":{}},{"name":"d","type":"date","nullable":true,"metadata":{}},{"name":"s","type":{"type":"array","elementType":"string","containsNull":true},"nullable":true,"metadata":{}},{"name":"export_date","type":"string","nullable":true,"metadata":{}}]}"#;
+        assert_eq!(text, expected);
+        assert_eq!(column_names(&text).unwrap().last().unwrap(), "export_date");
+    }
+
+    #[test]
+    fn unsupported_types_name_the_field() {
+        let naive = Field::new(
+            "lastUpdated_ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            true,
+        );
+        let schema = Schema::new(vec![Field::new(
+            "meta",
+            DataType::Struct(Fields::from(vec![naive])),
+            true,
+        )]);
+        let err = schema_string(&schema, &[]).unwrap_err();
+        assert!(err.to_string().contains("meta.lastUpdated_ts"), "{err}");
+        assert!(err.to_string().contains("timestamp_ntz"), "{err}");
+
+        let large = Schema::new(vec![Field::new(
+            "l",
+            DataType::List(Arc::new(Field::new("item", DataType::LargeUtf8, true))),
+            true,
+        )]);
+        let err = schema_string(&large, &[]).unwrap_err();
+        assert!(err.to_string().contains("l[]"), "{err}");
+
+        let plain = Schema::new(vec![Field::new("id", DataType::Utf8, true)]);
+        let clash = [Field::new("id", DataType::Utf8, true)];
+        assert!(schema_string(&plain, &clash).is_err());
+        let bad_name = Schema::new(vec![Field::new("a b", DataType::Utf8, true)]);
+        assert!(schema_string(&bad_name, &[]).is_err());
+    }
+}
