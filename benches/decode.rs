@@ -80,6 +80,7 @@ fn benches(c: &mut Criterion) {
     let registry = Arc::new(Registry::embedded().expect("schemas"));
     let lineage = Arc::new(RunLineage {
         source: "bench".into(),
+        namespace: "bench".into(),
         run_id: "bench".into(),
         transaction_time: None,
     });

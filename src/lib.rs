@@ -26,6 +26,8 @@
 //! - [`warehouse`]: local or object-store warehouses: layout, run manifests, commits;
 //! - [`sink`]: Parquet files and the quarantine written through `object_store`;
 //! - [`delta`]: Delta Lake logs (reader 1/writer 2) by hand: commits, checkpoints, vacuum;
+//! - [`commit`]: a run's files into the Delta tables: history appended, current and
+//!   views merged;
 //! - [`ingest`]: one run, wiring readers, decoders and writers with bounded channels;
 //! - [`source`]: the `files` and `bulk` sources and the state of incremental ones;
 //! - [`maintain`]: status, cleanup, compaction, and Parquet back to NDJSON;
@@ -35,6 +37,7 @@
 pub mod app;
 pub mod auth;
 pub mod bulk;
+pub mod commit;
 pub mod config;
 pub mod decode;
 pub mod delta;

@@ -14,6 +14,13 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// The current time as RFC 3339 UTC with seconds (`2026-11-28T22:54:17Z`).
 pub fn now_rfc3339() -> String {
     rfc3339(unix_now())

@@ -58,7 +58,7 @@ fn assert_rejected(file_name: &str, bad: &[u8], reason_part: &str) -> Value {
     );
     assert_eq!(summary.manifest.rejected.lines, 1);
     assert_eq!(
-        summary.manifest.tables["Patient"].rows, 2,
+        summary.manifest.tables["history/Patient"].rows, 2,
         "the good lines around it are kept"
     );
     assert_eq!(summary.outcome, fhir_ingest::ingest::Outcome::Partial);
@@ -123,8 +123,8 @@ fn files_without_a_type_in_their_name_route_each_line_by_its_type() {
         1.0,
     );
     assert!(records.is_empty());
-    assert_eq!(summary.manifest.tables["Patient"].rows, 2);
-    assert_eq!(summary.manifest.tables["Observation"].rows, 1);
+    assert_eq!(summary.manifest.tables["history/Patient"].rows, 2);
+    assert_eq!(summary.manifest.tables["history/Observation"].rows, 1);
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn a_truncated_gzip_keeps_the_lines_before_the_cut() {
     let bytes = gz.finish().unwrap();
     std::fs::write(&input, &bytes[..bytes.len() * 2 / 3]).unwrap();
     let (_, summary) = ingest(&dir.path().join("wh"), &[input], 1.0);
-    let rows = summary.manifest.tables["Patient"].rows;
+    let rows = summary.manifest.tables["history/Patient"].rows;
     assert!(rows > 1000 && rows < 5000, "{rows}");
     assert_eq!(summary.manifest.rejected.lines, 1);
     assert_eq!(summary.manifest.rejected.by_reason["truncated"], 1);
@@ -183,6 +183,6 @@ fn clean_input_is_complete() {
     let (records, summary, _dir) = quarantine_of("p.ndjson", GOOD.as_bytes(), 0.0);
     assert!(records.is_empty());
     assert_eq!(summary.outcome, fhir_ingest::ingest::Outcome::Complete);
-    assert_eq!(summary.manifest.tables["Patient"].rows, 3);
+    assert_eq!(summary.manifest.tables["history/Patient"].rows, 3);
     assert_eq!(summary.manifest.rejected.quarantine, None);
 }

@@ -500,8 +500,14 @@ fn a_bulk_run_cancelled_through_its_token_cancels_the_export() {
             }
             cancel.cancel();
         });
-        fhir_ingest::source::bulk::run(&cx, &IngestSettings::default(), "ehr", client, Vec::new())
-            .unwrap()
+        fhir_ingest::source::bulk::run(
+            &cx,
+            &IngestSettings::default(),
+            &config.sources[0],
+            client,
+            Vec::new(),
+        )
+        .unwrap()
     });
     assert_eq!(run.outcome, Outcome::Cancelled);
     assert!(run.summary.is_none());

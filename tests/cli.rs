@@ -181,7 +181,7 @@ fn a_rerun_of_a_committed_export_says_so_and_exits_0() {
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["sources"]["files"]["runs"], 1, "{json}");
-    assert_eq!(json["tables"]["Patient"]["rows"], 20, "{json}");
+    assert_eq!(json["tables"]["history/Patient"]["rows"], 20, "{json}");
 
     let bad = fhir_ingest(&[
         "convert",
@@ -353,22 +353,22 @@ fn compact_after_run_merges_the_small_files_of_each_run() {
     let run = || fhir_ingest(&["run", "--config", config.to_str().unwrap()]);
     let first = run();
     assert!(
-        text(&first).contains("compact Patient: nothing to compact"),
+        text(&first).contains("compact history/Patient: nothing to compact"),
         "{}",
         text(&first)
     );
     let second = run();
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
     assert!(
-        text(&second).contains("compact Patient: 2 files -> 1 files, 60 rows"),
+        text(&second).contains("compact history/Patient: 2 files -> 1 files, 60 rows"),
         "{}",
         text(&second)
     );
     let status = fhir_ingest(&["status", "--config", config.to_str().unwrap(), "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["compactions"], 1, "{json}");
-    assert_eq!(json["tables"]["Patient"]["files"], 1, "{json}");
-    assert_eq!(json["tables"]["Patient"]["rows"], 60, "{json}");
+    assert_eq!(json["tables"]["history/Patient"]["files"], 1, "{json}");
+    assert_eq!(json["tables"]["history/Patient"]["rows"], 60, "{json}");
     assert_eq!(json["replaced"].as_array().unwrap().len(), 2, "{json}");
 }
 
@@ -429,7 +429,7 @@ fn json_log_mode_prints_only_json_on_stderr() {
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
     assert_json_lines(&status.stderr);
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(report["tables"]["Patient"]["rows"], 13, "{report}");
+    assert_eq!(report["tables"]["history/Patient"]["rows"], 13, "{report}");
 
     // A failure: the error is a JSON object too, with level error.
     let missing = dir.path().join("nowhere");

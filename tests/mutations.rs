@@ -73,6 +73,7 @@ fn mutated_lines_never_panic_and_accepted_ones_round_trip() {
     let registry = registry();
     let lineage = Arc::new(RunLineage {
         source: "fuzz".into(),
+        namespace: "fuzz".into(),
         run_id: "fuzz".into(),
         transaction_time: None,
     });

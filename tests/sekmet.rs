@@ -83,7 +83,15 @@ fn bulk_run(
         max_rejected_fraction: 0.0,
         ..IngestSettings::default()
     };
-    let run = source::bulk::run(&cx, &settings, "sekmet", client, Vec::new()).unwrap();
+    let source = source::SourceConfig {
+        name: "sekmet".into(),
+        namespace: "sekmet".into(),
+        kind: source::SourceKind::Bulk {
+            client: Box::new(client.clone()),
+        },
+        schedule: None,
+    };
+    let run = source::bulk::run(&cx, &settings, &source, client, Vec::new()).unwrap();
     let export = run.export.unwrap();
     BulkSummary {
         run: run.summary.unwrap(),

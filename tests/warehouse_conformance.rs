@@ -10,14 +10,14 @@ use std::{path::PathBuf, sync::Arc};
 
 use common::{faults::FailingStore, *};
 use fhir_ingest::{
-    ingest::{IngestError, Outcome},
+    ingest::Outcome,
     maintain::{
         cleanup::cleanup,
         compact::{self, Compacted},
         status,
     },
     sink::ParquetConfig,
-    warehouse::{TableId, Warehouse, WarehouseError},
+    warehouse::{TableId, Warehouse},
 };
 
 const EXPORT: &str = "2026-01-02T03:04:05Z";
@@ -79,12 +79,17 @@ fn the_manifest_records_each_files_key_ranges() {
     let (warehouse, summary) = ingest(&dir.path().join("wh"), &[sample_dir()], 0.0);
     let rebuilt = rebuild_all(&warehouse);
     for (table, written) in &summary.manifest.tables {
+        let Some(resource_type) = table.resource_type() else {
+            continue;
+        };
+        let history = table.dir().starts_with("history/");
         for file in &written.files {
             let stats = file.stats.as_ref().unwrap();
-            assert_eq!(stats.partition.as_deref(), Some("export_date=2026-01-02"));
+            let partition = history.then_some("export_date=2026-01-02");
+            assert_eq!(stats.partition.as_deref(), partition, "{table}");
             let rows: Vec<_> = rebuilt
                 .iter()
-                .filter(|r| r.resource["resourceType"] == table.dir())
+                .filter(|r| r.resource["resourceType"] == resource_type)
                 .collect();
             let ids: Vec<&str> = rows
                 .iter()
@@ -142,62 +147,68 @@ fn a_rerun_of_a_committed_export_writes_nothing() {
 
 #[test]
 fn a_crash_between_data_and_manifest_then_a_rerun_commits_once() {
-    for backend in backends("crash-before-manifest") {
-        let warehouse = backend.open();
-        let crashing = Warehouse::from_store(
-            Arc::new(FailingStore {
-                inner: warehouse.store(),
-                fail_prefix: "_runs/".into(),
-            }),
-            warehouse.root().into(),
-        );
-        let err = ingest_into(&crashing, &[sample_dir()], Some(EXPORT)).unwrap_err();
-        assert!(
-            matches!(err, IngestError::Warehouse(WarehouseError::Store { .. })),
-            "{err}"
-        );
-        // Nothing committed: readers see nothing; the data files are staged leftovers.
-        assert!(rebuild_all(&warehouse).is_empty(), "{}", backend.name);
-        let staged = state(&warehouse).staged;
-        assert!(!staged.is_empty(), "{}", backend.name);
-        let crashed_run = staged[0].run_id.clone().unwrap();
+    // Crashes at two steps of the commit: while committing one table (after the tables
+    // before it), and while writing the run manifest (after every table).
+    for (step, fail_prefix) in [
+        ("table", "history/Patient/_delta_log/"),
+        ("manifest", "_runs/"),
+    ] {
+        for backend in backends(&format!("crash-before-{step}")) {
+            let warehouse = backend.open();
+            let crashing = Warehouse::from_store(
+                Arc::new(FailingStore {
+                    inner: warehouse.store(),
+                    fail_prefix: fail_prefix.into(),
+                }),
+                warehouse.root().into(),
+            );
+            let err = ingest_into(&crashing, &[sample_dir()], Some(EXPORT)).unwrap_err();
+            let what = format!("{}: crash at the {step}: {err}", backend.name);
+            assert!(
+                state(&warehouse).sources.is_empty(),
+                "{what}: no run manifest"
+            );
+            assert!(
+                rebuild_all(&warehouse).len() < SAMPLE_ROWS || step == "manifest",
+                "{what}"
+            );
 
-        let rerun = ingest_into(&warehouse, &[sample_dir()], Some(EXPORT)).unwrap();
-        assert_eq!(rerun.outcome, Outcome::Complete, "{}", backend.name);
-        assert_eq!(
-            rerun.manifest.run_id, crashed_run,
-            "same export, same run id"
-        );
-        assert_eq!(
-            rebuild_all(&warehouse).len(),
-            SAMPLE_ROWS,
-            "{}: no duplicate",
-            backend.name
-        );
+            let rerun = ingest_into(&warehouse, &[sample_dir()], Some(EXPORT)).unwrap();
+            assert_eq!(rerun.outcome, Outcome::Complete, "{what}");
+            assert_eq!(
+                rebuild_all(&warehouse).len(),
+                SAMPLE_ROWS,
+                "{what}: every version once"
+            );
+            assert_eq!(
+                rebuild_current(&warehouse).len(),
+                SAMPLE_ROWS,
+                "{what}: every resource once"
+            );
 
-        // Cleanup: a dry run deletes nothing; then staged files go, committed ones stay.
-        let dry = runtime()
-            .block_on(cleanup(&warehouse, now(), 0, false))
-            .unwrap();
-        assert_eq!(dry.staged.len(), staged.len());
-        assert_eq!(state(&warehouse).staged.len(), staged.len());
-        let young = runtime()
-            .block_on(cleanup(&warehouse, now(), 3600, true))
-            .unwrap();
-        assert!(
-            young.staged.is_empty(),
-            "the grace period protects young files"
-        );
-        runtime()
-            .block_on(cleanup(&warehouse, now(), 0, true))
-            .unwrap();
-        assert!(state(&warehouse).staged.is_empty(), "{}", backend.name);
-        assert_eq!(
-            rebuild_all(&warehouse).len(),
-            SAMPLE_ROWS,
-            "{}",
-            backend.name
-        );
+            // The rerun's files of the tables committed before are staged leftovers.
+            // Cleanup: a dry run deletes nothing; young files are kept; then they go.
+            let staged = state(&warehouse).staged;
+            assert!(!staged.is_empty(), "{what}");
+            let dry = runtime()
+                .block_on(cleanup(&warehouse, now(), 0, false))
+                .unwrap();
+            assert_eq!(dry.staged.len(), staged.len());
+            assert_eq!(state(&warehouse).staged.len(), staged.len());
+            let young = runtime()
+                .block_on(cleanup(&warehouse, now(), 3600, true))
+                .unwrap();
+            assert!(
+                young.staged.is_empty(),
+                "the grace period protects young files"
+            );
+            runtime()
+                .block_on(cleanup(&warehouse, now(), 0, true))
+                .unwrap();
+            assert!(state(&warehouse).staged.is_empty(), "{what}");
+            assert_eq!(rebuild_all(&warehouse).len(), SAMPLE_ROWS, "{what}");
+            assert_eq!(rebuild_current(&warehouse).len(), SAMPLE_ROWS, "{what}");
+        }
     }
 }
 
@@ -208,7 +219,7 @@ fn a_crash_while_writing_data_commits_nothing() {
         let crashing = Warehouse::from_store(
             Arc::new(FailingStore {
                 inner: warehouse.store(),
-                fail_prefix: "Encounter/".into(),
+                fail_prefix: "history/Encounter/".into(),
             }),
             warehouse.root().into(),
         );
@@ -303,7 +314,7 @@ fn compaction_keeps_every_row_and_readers_skip_replaced_files() {
         assert_eq!(before, 50 + 100 + 150 + 7);
         let result = compact::compact_table(
             &context(&warehouse),
-            &TableId::resource("Patient"),
+            &TableId::history("Patient"),
             64 << 20,
             &ParquetConfig::default(),
         )
@@ -321,11 +332,11 @@ fn compaction_keeps_every_row_and_readers_skip_replaced_files() {
         assert_eq!(rebuild_all(&warehouse).len(), before, "{}", backend.name);
         let status = state(&warehouse);
         assert_eq!(status.replaced.len(), 2);
-        assert_eq!(status.tables[&TableId::resource("Patient")].files, 3);
+        assert_eq!(status.tables[&TableId::history("Patient")].files, 3);
         // Compacting again finds nothing; cleanup removes the replaced files only.
         let again = compact::compact_table(
             &context(&warehouse),
-            &TableId::resource("Patient"),
+            &TableId::history("Patient"),
             64 << 20,
             &ParquetConfig::default(),
         )

@@ -76,7 +76,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = PartitionArg::ExportDate)]
         partition_by: PartitionArg,
     },
-    /// Rebuild NDJSON from the committed runs of a warehouse: `<out>/<Type>.ndjson`.
+    /// Rebuild NDJSON from a warehouse: `<out>/<Type>.ndjson`, every version ingested
+    /// (the history tables) or, with --current, the current version of each resource.
     ///
     /// Each resource equals the ingested one as a JSON value (decimals keep their text).
     ToNdjson {
@@ -88,6 +89,9 @@ pub enum Command {
         /// Only these resource types (repeatable).
         #[arg(long = "type")]
         types: Vec<String>,
+        /// The current version of each resource (deletes applied) instead of every version.
+        #[arg(long)]
+        current: bool,
     },
     /// Show what the warehouse holds: committed runs per source, live tables, staged
     /// files of uncommitted runs, replaced files, quarantine counts.

@@ -113,7 +113,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             warehouse,
             out,
             types,
-        } => shell.to_ndjson(&warehouse, &out, &types),
+            current,
+        } => {
+            let versions = if current {
+                rebuild::Versions::Current
+            } else {
+                rebuild::Versions::All
+            };
+            shell.to_ndjson(&warehouse, &out, &types, versions)
+        }
         Command::Status { warehouse, json } => shell.status(&warehouse, json),
         Command::Cleanup {
             warehouse,
@@ -330,12 +338,13 @@ impl Shell {
         warehouse: &WarehouseArg,
         out: &Path,
         types: &[String],
+        versions: rebuild::Versions,
     ) -> Result<ExitCode> {
         let registry = Registry::embedded()?;
         let warehouse = self.open(&warehouse.load()?.0, true)?;
-        let counts = self
-            .runtime
-            .block_on(rebuild::to_ndjson(&warehouse, &registry, out, types))?;
+        let counts = self.runtime.block_on(rebuild::to_ndjson(
+            &warehouse, &registry, out, types, versions,
+        ))?;
         for (resource_type, count) in &counts {
             self.report
                 .line(format!("{resource_type:<28} {count:>10} resources"));

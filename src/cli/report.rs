@@ -171,15 +171,12 @@ impl Report {
         self.line(match result {
             Compacted::Nothing => format!("compact {table}: nothing to compact"),
             Compacted::Committed {
-                run_id,
+                version,
                 replaced,
                 written,
                 rows,
             } => format!(
-                "compact {table}: {replaced} files -> {written} files, {rows} rows; committed _runs/{run_id}.json"
-            ),
-            Compacted::CommittedByAnother { run_id } => format!(
-                "compact {table}: another compaction of the same files committed {run_id} first; nothing changed"
+                "compact {table}: {replaced} files -> {written} files, {rows} rows; committed as version {version}"
             ),
         });
     }

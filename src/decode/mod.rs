@@ -10,7 +10,7 @@
 //! use fhir_ingest::{decode::{LineDecoder, LineOrigin, RunLineage}, schema::Registry};
 //!
 //! let registry = Arc::new(Registry::embedded().unwrap());
-//! let lineage = Arc::new(RunLineage { source: "demo".into(), run_id: "r1".into(), transaction_time: None });
+//! let lineage = Arc::new(RunLineage { source: "demo".into(), namespace: "demo".into(), run_id: "r1".into(), transaction_time: None });
 //! let mut decoder = LineDecoder::new(registry, lineage);
 //! let origin = LineOrigin { file: "Patient.ndjson".into(), expected_type: None, skip_parameters: false };
 //! decoder.decode_line(br#"{"resourceType":"Patient","id":"p1","birthDate":"1970"}"#, &origin, 1).unwrap();
@@ -123,6 +123,8 @@ pub struct LineOrigin {
 pub struct RunLineage {
     /// The configured source name.
     pub source: String,
+    /// The namespace of the resources' ids (the source's own, unless sources share one).
+    pub namespace: String,
     /// The run id.
     pub run_id: String,
     /// The export's `transactionTime`, when the data came from an export.
@@ -439,6 +441,7 @@ mod tests {
         let registry = Arc::new(Registry::embedded().unwrap());
         let lineage = Arc::new(RunLineage {
             source: "t".into(),
+            namespace: "t".into(),
             run_id: "r".into(),
             transaction_time: None,
         });

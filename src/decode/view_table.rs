@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, RecordBatch, StructArray,
+    ArrayRef, BooleanArray, RecordBatch, StructArray,
     builder::{Int64Builder, StringBuilder},
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
@@ -117,10 +117,12 @@ pub(crate) fn lineage_array(
     };
     let columns: Vec<ArrayRef> = vec![
         constant(Some(&lineage.source)),
+        constant(Some(&lineage.namespace)),
         constant(Some(&lineage.run_id)),
         constant(lineage.transaction_time.as_deref()),
         file,
         line,
+        Arc::new(BooleanArray::from(vec![false; rows])),
     ];
     StructArray::new(lineage_fields(), columns, None)
 }

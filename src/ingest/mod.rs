@@ -50,6 +50,7 @@ pub use self::{
 };
 use self::{read::FileReader, worker::DecodeWorker, write::Writer};
 use crate::{
+    commit::{self, CommitError, RunInfo},
     decode::{LineDecoder, RunLineage},
     failpoint,
     input::{InputError, InputFile},
@@ -75,6 +76,9 @@ pub enum IngestError {
     /// Committing the run failed.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    /// Committing the run's tables failed.
+    #[error(transparent)]
+    Commit(#[from] Box<CommitError>),
     /// Building a record batch failed (a bug: the decoder and the schema disagree).
     #[error("building a {table} batch")]
     Batch {
@@ -113,6 +117,8 @@ pub struct RunContext {
 pub struct RunSpec {
     /// The source name recorded in lineage and the manifest.
     pub source: String,
+    /// The namespace the resources' ids belong to (the source's own by default).
+    pub namespace: String,
     /// The files, in order.
     pub inputs: Vec<InputFile>,
     /// Files read at once: 1 for local files, the download limit for an export.
@@ -146,6 +152,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether a run judged so goes on to commit.
+    fn commits(self) -> bool {
+        matches!(self, Self::Complete | Self::Partial)
+    }
+
     /// Whether this run's manifest was committed by this run.
     pub fn committed(self) -> bool {
         matches!(self, Self::Complete | Self::Partial)
@@ -171,6 +182,7 @@ pub fn run(
 ) -> Result<RunSummary, IngestError> {
     let started = Instant::now();
     let started_at = temporal::now_rfc3339();
+    let started_micros = temporal::now_micros();
     let run_id = match &spec.transaction_time {
         Some(transaction_time) => layout::export_run_id(&spec.source, transaction_time),
         None => layout::new_run_id(),
@@ -191,7 +203,12 @@ pub fn run(
         run_id: run_id.clone(),
         attempt: layout::new_attempt(),
     };
-    let (tables, collected) = run_threads(cx, settings, &spec, &files)?;
+    let export_date = spec
+        .transaction_time
+        .clone()
+        .unwrap_or_else(|| started_at.clone());
+    let partition = layout::partition_dir(settings.partition_by, &export_date);
+    let (tables, collected) = run_threads(cx, settings, &spec, &files, partition.clone())?;
 
     let mut manifest = RunManifest {
         format_version: MANIFEST_VERSION,
@@ -217,6 +234,27 @@ pub fn run(
         judge_rejections(&manifest, settings.max_rejected_fraction)
     };
     failpoint::hit("after-data-files");
+    if outcome.commits() {
+        let info = RunInfo {
+            cx,
+            run_id: &manifest.run_id,
+            attempt: &manifest.attempt,
+            source: &manifest.source,
+            namespace: &spec.namespace,
+            seq: run_sequence(manifest.transaction_time.as_deref(), started_micros),
+            transaction_time: manifest.transaction_time.as_deref(),
+            transaction_micros: manifest
+                .transaction_time
+                .as_deref()
+                .and_then(temporal::parse_micros),
+            partition: partition.as_deref(),
+            parquet: &settings.parquet,
+        };
+        manifest.tables =
+            commit::commit_tables(&info, &manifest.tables, &manifest.deleted, &spec.views)
+                .map_err(Box::new)?;
+        manifest.finished_at = temporal::now_rfc3339();
+    }
     let outcome = match outcome {
         Outcome::TooManyRejected | Outcome::Cancelled => outcome,
         _ => match cx.runtime.block_on(cx.warehouse.commit(&manifest)) {
@@ -230,6 +268,15 @@ pub fn run(
         outcome,
         elapsed: started.elapsed(),
     })
+}
+
+/// The sequence of a run, the version of its tables' txns: its export's
+/// transactionTime (the same on every rerun of the export), else its start, in
+/// microseconds.
+fn run_sequence(transaction_time: Option<&str>, started_micros: i64) -> i64 {
+    transaction_time
+        .and_then(temporal::parse_micros)
+        .unwrap_or(started_micros)
 }
 
 /// Complete, partial, or too many rejected lines to commit.
@@ -255,21 +302,17 @@ fn run_threads(
     settings: &IngestSettings,
     spec: &RunSpec,
     files: &RunFiles,
+    partition: Option<String>,
 ) -> Result<(Tables, report::Collected), IngestError> {
     let decode = &settings.decode;
     let workers = decode.workers.get();
     let writers = workers;
     let lineage = Arc::new(RunLineage {
         source: spec.source.clone(),
+        namespace: spec.namespace.clone(),
         run_id: files.run_id.clone(),
         transaction_time: spec.transaction_time.clone(),
     });
-    let export_date = spec
-        .transaction_time
-        .clone()
-        .unwrap_or_else(temporal::now_rfc3339);
-    let partition = layout::partition_dir(settings.partition_by, &export_date);
-
     let (work_tx, work_rx) = sync_channel(workers * 2);
     // Chunk buffers go back to the readers, so their pages are reused, not faulted anew.
     let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(workers * 2 + 2);

@@ -119,7 +119,7 @@ impl DecodeWorker<'_> {
                 source,
             })?;
         if let Some(batch) = batch {
-            self.send(TableId::resource(resource_type), batch);
+            self.send(TableId::history(resource_type), batch);
         }
         let mut views = std::mem::take(&mut self.views);
         self.decoder

@@ -11,7 +11,7 @@ use super::{IngestError, worker::Batch};
 use crate::{
     schema::Registry,
     sink::{RunFiles, TableWriter},
-    warehouse::{TableId, TableManifest},
+    warehouse::{TableId, TableKind, TableManifest},
 };
 
 /// Batches of other tables after which a writer finishes a table's open file.
@@ -86,10 +86,13 @@ impl<'a> Writer<'a> {
                 .and_then(|t| self.registry.get(t))
                 .map(|s| s.arrow_schema());
             OpenTable {
+                // Only history is partitioned; current and view tables are merged.
                 writer: TableWriter::new(
                     self.files.clone(),
                     table.clone(),
-                    self.partition.clone(),
+                    matches!(table.kind(), TableKind::History(_))
+                        .then(|| self.partition.clone())
+                        .flatten(),
                     schema,
                     self.properties.clone(),
                     self.max_file_bytes,

@@ -3,6 +3,8 @@
 //! attempts, lost races) and files replaced by committed compactions. A file listed by a
 //! committed manifest and not replaced is never touched; quarantine files are kept.
 
+use std::collections::HashSet;
+
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
 use serde::Serialize;
 
@@ -28,26 +30,26 @@ pub async fn cleanup(
     grace_secs: i64,
     delete: bool,
 ) -> Result<Cleanup, StatusError> {
-    let status = status(warehouse, now).await?;
+    let before = status(warehouse, now).await?;
     let old = |l: &Leftover| l.age_secs >= grace_secs;
     let plan = Cleanup {
-        staged: status.staged.into_iter().filter(old).collect(),
-        replaced: status.replaced.into_iter().filter(old).collect(),
+        staged: before.staged.into_iter().filter(old).collect(),
+        replaced: before.replaced.into_iter().filter(old).collect(),
         deleted: delete,
     };
     if delete {
-        // Re-read the committed runs just before deleting: a staged file whose run
-        // committed meanwhile is live now and must stay.
-        let listed_now = warehouse.snapshot().await?;
-        let still_listed = listed_now.listed_files();
+        // Read the state again just before deleting: a staged file committed meanwhile
+        // is live now and must stay.
+        let now_status = status(warehouse, now).await?;
+        let still: HashSet<&str> = now_status
+            .staged
+            .iter()
+            .chain(&now_status.replaced)
+            .map(|l| l.path.as_str())
+            .collect();
         let store = warehouse.store();
-        for leftover in &plan.staged {
-            if !still_listed.contains(leftover.path.as_str()) {
-                delete_object(store.as_ref(), &leftover.path).await?;
-            }
-        }
-        for leftover in &plan.replaced {
-            if listed_now.replaced.contains(&leftover.path) {
+        for leftover in plan.staged.iter().chain(&plan.replaced) {
+            if still.contains(leftover.path.as_str()) {
                 delete_object(store.as_ref(), &leftover.path).await?;
             }
         }

@@ -22,7 +22,7 @@ use crate::{
         Element, ElementKind, LINEAGE_COLUMN, OVERFLOW_COLUMN, Primitive, Registry, ResourceSchema,
         companion,
     },
-    warehouse::{Warehouse, WarehouseError},
+    warehouse::{TableKind, Warehouse, WarehouseError},
 };
 
 /// Errors of rebuilding resources.
@@ -104,6 +104,10 @@ pub fn rebuild_batch(
         .column_by_name("line")
         .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
         .ok_or_else(|| column_error("_lineage.line", "int64"))?;
+    // Tombstones of deleted resources (history tables) are no resources.
+    let deleted = lineage
+        .column_by_name("deleted")
+        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>());
     let overflow = batch
         .column_by_name(OVERFLOW_COLUMN)
         .and_then(|c| c.as_string_opt::<i32>())
@@ -111,6 +115,9 @@ pub fn rebuild_batch(
     let columns = batch.columns();
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
+        if deleted.is_some_and(|d| d.value(row)) {
+            continue;
+        }
         let mut object = Map::new();
         object.insert("resourceType".into(), Value::String(rt.clone()));
         fill_object(rt, &schema.elements, columns, row, &mut object)?;
@@ -321,24 +328,37 @@ pub async fn rebuild_file(
     Ok(out)
 }
 
-/// Writes every committed resource of the warehouse as `<out>/<Type>.ndjson`; returns
-/// the number of resources per type.
+/// Which version of the resources `to-ndjson` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Versions {
+    /// Every version ingested (the `history/` tables), as ingested.
+    #[default]
+    All,
+    /// The current version of each resource (the `current/` tables).
+    Current,
+}
+
+/// Writes the resources of the warehouse as `<out>/<Type>.ndjson`, every version or
+/// the current ones; returns the number of resources per type.
 pub async fn to_ndjson(
     warehouse: &Warehouse,
     registry: &Registry,
     out_dir: &FsPath,
     only: &[String],
+    versions: Versions,
 ) -> Result<Vec<(String, u64)>, RebuildError> {
     let io_error = |path: &PathBuf, source: std::io::Error| RebuildError::Write {
         path: path.clone(),
         source,
     };
     std::fs::create_dir_all(out_dir).map_err(|e| io_error(&out_dir.to_path_buf(), e))?;
-    // The reader's rule: files of committed runs, minus those replaced by compactions.
     let mut counts = Vec::new();
-    for (table, files) in warehouse.snapshot().await?.live_files() {
-        let Some(resource_type) = table.resource_type() else {
-            continue;
+    for table in warehouse.delta_tables().await? {
+        let resource_type = match (table.kind(), versions) {
+            (TableKind::History(t), Versions::All) | (TableKind::Current(t), Versions::Current) => {
+                t
+            }
+            _ => continue,
         };
         if !only.is_empty() && !only.iter().any(|t| t == resource_type) {
             continue;
@@ -347,7 +367,11 @@ pub async fn to_ndjson(
         let path = out_dir.join(format!("{resource_type}.ndjson"));
         let mut out = BufWriter::new(File::create(&path).map_err(|e| io_error(&path, e))?);
         let mut count = 0;
-        for file in files {
+        for file in warehouse
+            .live_files(&table)
+            .await
+            .map_err(WarehouseError::from)?
+        {
             for rebuilt in rebuild_file(warehouse, schema, &file.path).await? {
                 serde_json::to_writer(&mut out, &rebuilt.resource)
                     .map_err(|e| io_error(&path, e.into()))?;

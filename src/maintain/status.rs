@@ -10,7 +10,7 @@
 //!
 //! Quarantine files are never deleted: they are the record of what was rejected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStore};
@@ -122,6 +122,8 @@ pub struct ExportStatus {
 /// Live data of one table.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct TableStatus {
+    /// The Delta version (none for a table of the manifest-only layout).
+    pub version: Option<i64>,
     /// Files.
     pub files: u64,
     /// Rows.
@@ -141,6 +143,15 @@ pub struct QuarantineStatus {
     pub uncommitted_files: u64,
 }
 
+/// Where a data file of a Delta table stands in its table's log.
+enum InLog {
+    /// Live: part of the table.
+    Live,
+    /// Removed by a commit (seconds since the Unix epoch); kept for readers of older
+    /// versions until the retention passes.
+    Removed(i64),
+}
+
 /// Reads the state of a warehouse. `now` is seconds since the Unix epoch.
 pub async fn status(warehouse: &Warehouse, now: i64) -> Result<Status, StatusError> {
     let runs = warehouse.committed_runs_with_times().await?;
@@ -155,8 +166,9 @@ pub async fn status(warehouse: &Warehouse, now: i64) -> Result<Status, StatusErr
         ..Status::default()
     };
     summarize_runs(&snapshot, &mut status);
+    let in_logs = summarize_delta_tables(warehouse, &mut status).await?;
     let listed = snapshot.listed_files();
-    // When each replaced file stopped being live: its replacing commit.
+    // When each replaced file of the manifest-only layout stopped being live.
     let mut replaced_at = BTreeMap::new();
     for run in &snapshot.runs {
         for path in &run.replaces {
@@ -179,12 +191,12 @@ pub async fn status(warehouse: &Warehouse, now: i64) -> Result<Status, StatusErr
     }
     for object in &objects {
         let path = object.location.as_ref();
-        let run_id = match layout::classify(path) {
+        let (table, run_id) = match layout::classify(path) {
             ObjectKind::Quarantine { run_id } => {
                 classify_quarantine(&run_id, &commit_times, &mut status.quarantine);
                 continue;
             }
-            ObjectKind::DataFile { run_id, .. } => run_id,
+            ObjectKind::DataFile { table, run_id, .. } => (table, run_id),
             _ => continue,
         };
         let leftover = |age_from: i64| Leftover {
@@ -193,15 +205,56 @@ pub async fn status(warehouse: &Warehouse, now: i64) -> Result<Status, StatusErr
             age_secs: now - age_from,
             run_id: Some(run_id.clone()),
         };
-        if let Some(at) = replaced_at.get(path) {
+        let written = object.last_modified.timestamp();
+        if table.is_delta() {
+            match in_logs.get(path) {
+                Some(InLog::Live) => {}
+                Some(InLog::Removed(at)) => status.replaced.push(leftover(*at)),
+                None => status.staged.push(leftover(written)),
+            }
+        } else if let Some(at) = replaced_at.get(path) {
             status.replaced.push(leftover(*at));
         } else if !listed.contains(path) {
-            status
-                .staged
-                .push(leftover(object.last_modified.timestamp()));
+            status.staged.push(leftover(written));
         }
     }
     Ok(status)
+}
+
+/// Adds each Delta table's live files, rows, bytes and version to `status`; returns
+/// where each data file named by a table's log stands.
+async fn summarize_delta_tables(
+    warehouse: &Warehouse,
+    status: &mut Status,
+) -> Result<HashMap<String, InLog>, StatusError> {
+    let mut in_logs = HashMap::new();
+    for table in warehouse.delta_tables().await? {
+        let Some(snapshot) = warehouse
+            .table_snapshot(&table)
+            .await
+            .map_err(WarehouseError::from)?
+        else {
+            continue;
+        };
+        let entry = status.tables.entry(table.clone()).or_default();
+        entry.version = Some(snapshot.version());
+        for (key, add) in snapshot.files() {
+            entry.files += 1;
+            entry.rows += add
+                .num_records()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0);
+            entry.bytes += u64::try_from(add.size).unwrap_or(0);
+            in_logs.insert(format!("{}/{key}", table.dir()), InLog::Live);
+        }
+        for (key, remove) in snapshot.tombstones() {
+            let at = remove.deletion_timestamp.unwrap_or(0).div_euclid(1000);
+            in_logs
+                .entry(format!("{}/{key}", table.dir()))
+                .or_insert(InLog::Removed(at));
+        }
+    }
+    Ok(in_logs)
 }
 
 fn summarize_runs(snapshot: &Snapshot, status: &mut Status) {
@@ -212,7 +265,7 @@ fn summarize_runs(snapshot: &Snapshot, status: &mut Status) {
         }
         let source = status.sources.entry(run.source.clone()).or_default();
         source.runs += 1;
-        source.rows += run.tables.values().map(|t| t.rows).sum::<u64>();
+        source.rows += run.rows();
         source.rejected_lines += run.rejected.lines;
         if run.run_id >= source.last_run_id {
             source.last_run_id = run.run_id.clone();
@@ -221,7 +274,12 @@ fn summarize_runs(snapshot: &Snapshot, status: &mut Status) {
         }
         status.quarantine.committed_lines += run.rejected.lines;
     }
-    for (table, files) in snapshot.live_files() {
+    // Tables of the manifest-only layout of earlier versions (not yet upgraded).
+    for (table, files) in snapshot
+        .live_files()
+        .into_iter()
+        .filter(|(t, _)| !t.is_delta())
+    {
         let table = status.tables.entry(table).or_default();
         for file in files {
             table.files += 1;

@@ -221,14 +221,18 @@ fn arrow_schema_of(elements: &[Element]) -> Schema {
     Schema::new(fields)
 }
 
-/// The fields of the `_lineage` struct column.
+/// The fields of the `_lineage` struct column: where a row came from (source, run,
+/// export, file and line), the namespace its resource's identity belongs to, and
+/// whether it is the tombstone of a resource deleted on the server.
 pub fn lineage_fields() -> Fields {
     Fields::from(vec![
         Field::new("source", DataType::Utf8, false),
+        Field::new("namespace", DataType::Utf8, false),
         Field::new("run_id", DataType::Utf8, false),
         Field::new("transaction_time", DataType::Utf8, true),
         Field::new("file", DataType::Utf8, false),
         Field::new("line", DataType::Int64, false),
+        Field::new("deleted", DataType::Boolean, false),
     ])
 }
 

@@ -20,7 +20,7 @@ use tokio::runtime::Handle;
 
 use super::{ObjectWriter, ParquetConfig, SinkError};
 use crate::{
-    temporal,
+    delta, temporal,
     warehouse::{FileStats, Range, WrittenFile},
 };
 
@@ -155,8 +155,32 @@ impl ParquetFile {
             rows: self.rows,
             bytes,
             stats: Some(stats),
+            delta_stats: delta_stats(&metadata),
         })
     }
+}
+
+/// Columns whose ranges a Delta `add` records, so engines skip files: the resource id,
+/// its last update (text and timestamp), and a view row's resource key.
+const DELTA_STATS_COLUMNS: &[&str] = &[
+    "id",
+    "meta.lastUpdated",
+    "meta.lastUpdated_ts",
+    "_resource_key",
+];
+
+/// The Delta statistics of a file: its row count and the ranges of the
+/// [`DELTA_STATS_COLUMNS`] it has.
+fn delta_stats(metadata: &ParquetMetaData) -> Option<String> {
+    let schema = metadata.file_metadata().schema_descr();
+    let present: Vec<&str> = DELTA_STATS_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| schema.columns().iter().any(|d| d.path().string() == *c))
+        .collect();
+    delta::stats_from_parquet(metadata, &present)
+        .ok()
+        .map(|s| s.to_json())
 }
 
 /// Leaf column of the resource id, and of the `meta.lastUpdated` timestamp companion.

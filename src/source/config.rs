@@ -26,6 +26,12 @@ pub struct SourceConfigError {
 pub struct RawSource {
     /// Name of the source, recorded in every row's `_lineage.source` (required, unique).
     pub name: String,
+    /// The namespace of the resources' ids: rows of the same resource type and id in one
+    /// namespace are versions of one resource in the `current/` tables. Sources that
+    /// export from the same server may share one; sources of different servers must
+    /// not (two servers' `Patient/123` are different patients). Default: the source's
+    /// name.
+    pub namespace: Option<String>,
     /// `files`: NDJSON files (plain or gzip) on disk; `bulk`: a FHIR server's Bulk Data
     /// `$export`, incremental through a checkpoint. Required.
     pub kind: SourceKindName,
@@ -59,6 +65,8 @@ pub enum SourceKindName {
 pub struct SourceConfig {
     /// Its name.
     pub name: String,
+    /// The namespace of its resources' ids.
+    pub namespace: String,
     /// Where its data is.
     pub kind: SourceKind,
     /// When the daemon runs it.
@@ -84,8 +92,10 @@ pub enum SourceKind {
 impl SourceConfig {
     /// A `files` source over `paths`, with no schedule.
     pub fn files(name: impl Into<String>, paths: Vec<PathBuf>) -> Self {
+        let name = name.into();
         Self {
-            name: name.into(),
+            namespace: name.clone(),
+            name,
             kind: SourceKind::Files { paths },
             schedule: None,
         }
@@ -111,6 +121,13 @@ impl RawSource {
             return Err(invalid(
                 "name",
                 format!("{:?}: use letters, digits, - _ .", self.name),
+            ));
+        }
+        let namespace = self.namespace.clone().unwrap_or_else(|| self.name.clone());
+        if !is_source_name(&namespace) {
+            return Err(invalid(
+                "namespace",
+                format!("{namespace:?}: use letters, digits, - _ ."),
             ));
         }
         let kind = match self.kind {
@@ -152,6 +169,7 @@ impl RawSource {
         };
         Ok(SourceConfig {
             name: self.name,
+            namespace,
             kind,
             schedule,
         })

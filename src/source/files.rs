@@ -2,7 +2,7 @@
 
 use std::{num::NonZeroUsize, path::PathBuf, sync::Arc};
 
-use super::SourceRun;
+use super::{SourceConfig, SourceRun};
 use crate::{
     ingest::{self, IngestError, IngestSettings, RunContext, RunSpec},
     input::{self, InputError},
@@ -21,23 +21,25 @@ pub enum FilesError {
     Ingest(#[from] IngestError),
 }
 
-/// Ingests the files under `paths` as one run of source `name`, with `views`.
+/// Ingests the files under `paths` as one run of `source`, with `views`.
 pub fn run(
     cx: &RunContext,
     settings: &IngestSettings,
-    name: &str,
+    source: &SourceConfig,
     paths: &[PathBuf],
     views: Vec<Arc<ViewDefinition>>,
     transaction_time: Option<String>,
 ) -> Result<SourceRun, FilesError> {
     let inputs = input::discover(paths, &cx.registry)?;
+    let name = &source.name;
     tracing::info!(
         "source {name}: {} files -> {}",
         inputs.len(),
         cx.warehouse.root()
     );
     let spec = RunSpec {
-        source: name.to_owned(),
+        source: name.clone(),
+        namespace: source.namespace.clone(),
         inputs,
         parallel_files: NonZeroUsize::MIN,
         transaction_time,

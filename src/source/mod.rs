@@ -87,23 +87,22 @@ pub fn run(
     let source_name = source.name.clone();
     match &source.kind {
         SourceKind::Files { paths } => {
-            files::run(cx, settings, &source.name, paths, views, transaction_time).map_err(|e| {
-                match e {
-                    files::FilesError::Input(e) => SourceError::Input {
-                        source_name,
-                        source: Box::new(e),
-                    },
-                    files::FilesError::Ingest(e) => SourceError::Ingest {
-                        source_name,
-                        source: Box::new(e),
-                    },
-                }
+            files::run(cx, settings, source, paths, views, transaction_time).map_err(|e| match e {
+                files::FilesError::Input(e) => SourceError::Input {
+                    source_name,
+                    source: Box::new(e),
+                },
+                files::FilesError::Ingest(e) => SourceError::Ingest {
+                    source_name,
+                    source: Box::new(e),
+                },
             })
         }
-        SourceKind::Bulk { client } => bulk::run(cx, settings, &source.name, client, views)
-            .map_err(|e| SourceError::Export {
+        SourceKind::Bulk { client } => {
+            bulk::run(cx, settings, source, client, views).map_err(|e| SourceError::Export {
                 source_name,
                 source: Box::new(e),
-            }),
+            })
+        }
     }
 }

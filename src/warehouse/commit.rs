@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{
+    ProjectionMask,
+    arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder},
+};
 
 use super::{
     Warehouse, WarehouseError,
@@ -133,6 +136,16 @@ impl Warehouse {
         &self,
         path: &str,
     ) -> Result<ParquetRecordBatchReader, WarehouseError> {
+        self.read_parquet_columns(path, None).await
+    }
+
+    /// As [`read_parquet`](Self::read_parquet), with only the columns at the dotted
+    /// paths given (`meta.versionId`; a struct path takes all its leaves), when given.
+    pub async fn read_parquet_columns(
+        &self,
+        path: &str,
+        columns: Option<&[&str]>,
+    ) -> Result<ParquetRecordBatchReader, WarehouseError> {
         let store_error = |source| WarehouseError::Store {
             path: path.to_owned(),
             source,
@@ -146,7 +159,17 @@ impl Warehouse {
             .await
             .map_err(store_error)?;
         ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|b| b.with_batch_size(4096).build())
+            .and_then(|b| {
+                let b = match columns {
+                    Some(columns) => {
+                        let mask =
+                            ProjectionMask::columns(b.parquet_schema(), columns.iter().copied());
+                        b.with_projection(mask)
+                    }
+                    None => b,
+                };
+                b.with_batch_size(4096).build()
+            })
             .map_err(|source| WarehouseError::DataFile {
                 path: path.to_owned(),
                 source,
@@ -215,6 +238,7 @@ mod tests {
                 rows: 1,
                 bytes: 1,
                 stats: None,
+                delta_stats: None,
             });
         }
         RunManifest {
@@ -230,7 +254,7 @@ mod tests {
             started_at: String::new(),
             finished_at: String::new(),
             transaction_time: None,
-            tables: BTreeMap::from([(TableId::resource("Patient"), table)]),
+            tables: BTreeMap::from([(TableId::legacy("Patient"), table)]),
             replaces: replaces.iter().map(|s| s.to_string()).collect(),
             input: InputTotals::default(),
             rejected: RejectedTotals::default(),
@@ -247,7 +271,7 @@ mod tests {
             run("2", &["c"], &[]),
             run("3", &["ab"], &["a", "b"]),
         ]);
-        let live: Vec<_> = snapshot.live_files()[&TableId::resource("Patient")]
+        let live: Vec<_> = snapshot.live_files()[&TableId::legacy("Patient")]
             .iter()
             .map(|f| f.path.clone())
             .collect();

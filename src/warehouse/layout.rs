@@ -32,15 +32,45 @@ pub const STATE_DIR: &str = "_state";
 pub const VIEWS_DIR: &str = "views";
 
 /// A table of the warehouse: what a run manifest keys its files by, and the directory
-/// of those files: `Patient` for the table of a resource type, `views/<name>` for a
-/// view. It reads as its directory (`tables["Patient"]`).
+/// of its files (and, for Delta tables, of its `_delta_log/`). It reads as its
+/// directory (`tables["history/Patient"]`).
+///
+/// - `history/<Type>`: every version of every resource ingested, and tombstones of
+///   deleted ones (a Delta table partitioned by `export_date`);
+/// - `current/<Type>`: the latest version of each resource, deletes applied (Delta);
+/// - `views/<name>`: the rows of a SQL on FHIR view over the current resources (Delta);
+/// - `<Type>`: a table of the manifest-only layout of earlier versions (read for
+///   `upgrade`, never written).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableId(String);
 
+/// The kinds of table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind<'a> {
+    /// `history/<Type>`.
+    History(&'a str),
+    /// `current/<Type>`.
+    Current(&'a str),
+    /// `views/<name>`.
+    View(&'a str),
+    /// `<Type>` of the earlier, manifest-only layout.
+    Legacy(&'a str),
+}
+
+/// Directory of the history tables.
+pub const HISTORY_DIR: &str = "history";
+/// Directory of the current-state tables.
+pub const CURRENT_DIR: &str = "current";
+
 impl TableId {
-    /// The table of a resource type.
-    pub fn resource(resource_type: impl Into<String>) -> Self {
-        Self(resource_type.into())
+    /// The history table of a resource type.
+    pub fn history(resource_type: &str) -> Self {
+        Self(format!("{HISTORY_DIR}/{resource_type}"))
+    }
+
+    /// The current-state table of a resource type.
+    pub fn current(resource_type: &str) -> Self {
+        Self(format!("{CURRENT_DIR}/{resource_type}"))
     }
 
     /// The table of a view.
@@ -48,30 +78,60 @@ impl TableId {
         Self(format!("{VIEWS_DIR}/{name}"))
     }
 
+    /// A table of the earlier, manifest-only layout.
+    pub fn legacy(resource_type: &str) -> Self {
+        Self(resource_type.to_owned())
+    }
+
     /// The table's directory under the root, which is also its key in run manifests.
     pub fn dir(&self) -> &str {
         &self.0
     }
 
-    /// The table whose directory is `dir`, if `dir` is laid out as one: a resource type
-    /// (letters and digits, upper-case first) or `views/<name>`.
-    pub fn parse(dir: &str) -> Option<Self> {
-        if let Some(name) = dir.strip_prefix("views/") {
-            return is_view_name(name).then(|| Self::view(name));
+    /// What kind of table this is.
+    pub fn kind(&self) -> TableKind<'_> {
+        match self.0.split_once('/') {
+            Some((HISTORY_DIR, t)) => TableKind::History(t),
+            Some((CURRENT_DIR, t)) => TableKind::Current(t),
+            Some((_, name)) => TableKind::View(name),
+            None => TableKind::Legacy(&self.0),
         }
-        let resource_type = dir.starts_with(|c: char| c.is_ascii_uppercase())
-            && dir.chars().all(|c| c.is_ascii_alphanumeric());
-        resource_type.then(|| Self::resource(dir))
     }
 
-    /// The resource type, for a resource table.
+    /// The table whose directory is `dir`, if `dir` is laid out as one.
+    pub fn parse(dir: &str) -> Option<Self> {
+        let is_type = |t: &str| {
+            t.starts_with(|c: char| c.is_ascii_uppercase())
+                && t.chars().all(|c| c.is_ascii_alphanumeric())
+        };
+        match dir.split_once('/') {
+            Some((HISTORY_DIR, t)) if is_type(t) => Some(Self::history(t)),
+            Some((CURRENT_DIR, t)) if is_type(t) => Some(Self::current(t)),
+            Some((VIEWS_DIR, name)) if is_view_name(name) => Some(Self::view(name)),
+            None if is_type(dir) => Some(Self::legacy(dir)),
+            _ => None,
+        }
+    }
+
+    /// The resource type of a history, current or legacy table.
     pub fn resource_type(&self) -> Option<&str> {
-        (!self.0.contains('/')).then_some(self.0.as_str())
+        match self.kind() {
+            TableKind::History(t) | TableKind::Current(t) | TableKind::Legacy(t) => Some(t),
+            TableKind::View(_) => None,
+        }
     }
 
     /// The view's name, for a view table.
     pub fn view_name(&self) -> Option<&str> {
-        self.0.strip_prefix("views/")
+        match self.kind() {
+            TableKind::View(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Whether the table is a Delta table (every kind but the legacy one).
+    pub fn is_delta(&self) -> bool {
+        !matches!(self.kind(), TableKind::Legacy(_))
     }
 }
 
@@ -353,7 +413,7 @@ mod tests {
 
     #[test]
     fn paths_are_classified_as_they_are_built() {
-        let patient = TableId::resource("Patient");
+        let patient = TableId::history("Patient");
         let view = TableId::view("bp");
         for (table, partition) in [
             (&patient, Some("export_date=2026-01-02")),
@@ -376,6 +436,7 @@ mod tests {
             "Patient/x/y/part-r-1-a-0000.parquet",
             "Patient/notapartition/part-r-1-a-0000.parquet",
             "patient/part-r-1-a-0000.parquet",
+            "history/patient/part-r-1-a-0000.parquet",
             "_probe/x.txt",
         ] {
             assert_eq!(classify(other), ObjectKind::Other, "{other}");
@@ -406,7 +467,12 @@ mod tests {
 
     #[test]
     fn table_ids_round_trip_through_manifests() {
-        for table in [TableId::resource("Observation"), TableId::view("bp")] {
+        for table in [
+            TableId::history("Observation"),
+            TableId::current("Observation"),
+            TableId::view("bp"),
+            TableId::legacy("Observation"),
+        ] {
             let json = serde_json::to_string(&table).unwrap();
             assert_eq!(serde_json::from_str::<TableId>(&json).unwrap(), table);
         }

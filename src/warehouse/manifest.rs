@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::TableId;
+use super::layout::{TableId, TableKind};
 
 /// Version of the run manifest format written by this program (2 adds `kind`,
 /// `attempt` and `replaces`; 3 adds per-file `stats`; older manifests read as ingest
@@ -83,9 +83,14 @@ impl ViewErrors {
 }
 
 impl RunManifest {
-    /// Rows over every table.
+    /// Rows the run ingested: over its history tables (and the tables of manifests
+    /// before Delta tables), not the current-state and view tables derived from them.
     pub fn rows(&self) -> u64 {
-        self.tables.values().map(|t| t.rows).sum()
+        self.tables
+            .iter()
+            .filter(|(t, _)| matches!(t.kind(), TableKind::History(_) | TableKind::Legacy(_)))
+            .map(|(_, t)| t.rows)
+            .sum()
     }
 
     /// Bytes of every file written.
@@ -117,13 +122,24 @@ pub struct DeletedRef {
     pub id: String,
 }
 
-/// The files of one table in a run.
+/// What a run did to one table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TableManifest {
-    /// Rows over all files.
+    /// Rows over all files added.
     pub rows: u64,
-    /// The files.
+    /// The files added.
     pub files: Vec<WrittenFile>,
+    /// The Delta version the run's commit made (absent: nothing committed by this run,
+    /// e.g. a rerun of a table committed before, or a manifest-only table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_version: Option<i64>,
+    /// Rows removed (current-state tables: replaced or deleted versions).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub removed_rows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TableManifest {
@@ -147,6 +163,10 @@ pub struct WrittenFile {
     /// of versions before 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<FileStats>,
+    /// The Delta `add` statistics of the file (JSON), for its table's log; not kept in
+    /// the run manifest.
+    #[serde(skip)]
+    pub delta_stats: Option<String>,
 }
 
 /// What a reader can skip a file by: its partition and the ranges of its key columns.
@@ -230,7 +250,7 @@ mod tests {
         let manifest: RunManifest = serde_json::from_str(v1).unwrap();
         assert_eq!(manifest.kind, RunKind::Ingest);
         assert!(manifest.replaces.is_empty());
-        let files = &manifest.tables[&TableId::resource("Patient")].files;
+        let files = &manifest.tables[&TableId::legacy("Patient")].files;
         assert_eq!(files[0].stats, None);
     }
 

@@ -8,14 +8,17 @@
 //! - [`layout`]: every path (data files by [`TableId`], manifests, quarantine, state)
 //!   and the run ids they carry, built and parsed back in one place;
 //! - [`manifest`]: the run manifest, the record of what a run wrote;
-//! - [`commit`]: the create-only commit of a manifest and the reader's rule
-//!   ([`Snapshot`]).
+//! - [`commit`]: the create-only commit of a run manifest, and the reader's rule of
+//!   the manifest-only layout of earlier versions ([`Snapshot`]);
+//! - [`tables`]: the Delta tables (`history/`, `current/`, `views/`) and their live
+//!   files.
 
 pub mod commit;
 pub mod config;
 pub mod layout;
 pub mod manifest;
 pub mod store;
+pub mod tables;
 
 use std::{path::Path as FsPath, sync::Arc};
 
@@ -25,11 +28,12 @@ use self::store::{DefaultConnector, probe_retry_config, remote_store, retry_conf
 pub use self::{
     commit::Snapshot,
     config::{PartitionBy, WarehouseConfig, WarehouseLocation},
-    layout::TableId,
+    layout::{TableId, TableKind},
     manifest::{
         DeletedRef, ExportRecord, FileStats, InputTotals, MANIFEST_VERSION, Range, RejectedTotals,
         RunKind, RunManifest, TableManifest, ViewErrors, WrittenFile,
     },
+    tables::LiveFile,
 };
 
 /// Errors of the warehouse.
@@ -79,6 +83,9 @@ pub enum WarehouseError {
         /// What is wrong.
         reason: String,
     },
+    /// A Delta table's log cannot be read.
+    #[error(transparent)]
+    Delta(#[from] crate::delta::DeltaError),
     /// The run id was committed before (by an earlier run or a concurrent ingester).
     #[error("run {run_id} is already committed ({path})")]
     AlreadyCommitted {

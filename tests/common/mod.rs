@@ -16,7 +16,7 @@ use fhir_ingest::{
     input,
     maintain::rebuild::{self, Rebuilt},
     schema::Registry,
-    warehouse::{ExportRecord, Warehouse, WarehouseConfig, layout},
+    warehouse::{ExportRecord, TableId, TableKind, Warehouse, WarehouseConfig, layout},
 };
 
 /// The embedded schemas, parsed once per test binary.
@@ -66,6 +66,7 @@ pub fn settings(max_rejected_fraction: f64) -> IngestSettings {
 pub fn spec(inputs: &[PathBuf], transaction_time: Option<&str>) -> RunSpec {
     RunSpec {
         source: "test".into(),
+        namespace: "test".into(),
         inputs: input::discover(inputs, &registry()).unwrap(),
         parallel_files: std::num::NonZeroUsize::MIN,
         transaction_time: transaction_time.map(str::to_owned),
@@ -90,15 +91,27 @@ pub fn ingest(
     (warehouse, summary)
 }
 
-/// Every committed resource of the warehouse, rebuilt.
+/// Every committed resource of the warehouse, rebuilt: every version ingested (the
+/// history tables, tombstones left out).
 pub fn rebuild_all(warehouse: &Warehouse) -> Vec<Rebuilt> {
+    rebuild_tables(warehouse, |t| matches!(t.kind(), TableKind::History(_)))
+}
+
+/// The current version of every resource (the current tables), rebuilt.
+pub fn rebuild_current(warehouse: &Warehouse) -> Vec<Rebuilt> {
+    rebuild_tables(warehouse, |t| matches!(t.kind(), TableKind::Current(_)))
+}
+
+fn rebuild_tables(warehouse: &Warehouse, wanted: impl Fn(&TableId) -> bool) -> Vec<Rebuilt> {
     let registry = registry();
     runtime().block_on(async {
         let mut out = Vec::new();
-        // The reader's rule: committed files minus replaced ones.
-        for (table, files) in warehouse.snapshot().await.unwrap().live_files() {
+        for table in warehouse.delta_tables().await.unwrap() {
+            if !wanted(&table) {
+                continue;
+            }
             let schema = registry.require(table.resource_type().unwrap()).unwrap();
-            for file in files {
+            for file in warehouse.live_files(&table).await.unwrap() {
                 out.extend(
                     rebuild::rebuild_file(warehouse, schema, &file.path)
                         .await

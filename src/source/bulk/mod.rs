@@ -25,7 +25,7 @@ use std::{
 };
 
 use self::prepare::{Prepared, prepare};
-use super::{ExportInfo, SourceRun};
+use super::{ExportInfo, SourceConfig, SourceRun};
 use crate::{
     auth::redact_url,
     bulk::{BulkClient, BulkConfig, BulkError, KickOff},
@@ -64,15 +64,16 @@ pub enum ExportError {
     Cancelled,
 }
 
-/// Runs one incremental export of the bulk source `name`, computing `views` from its
+/// Runs one incremental export of the bulk `source`, computing `views` from its
 /// resources. Blocking: call it outside the runtime.
 pub fn run(
     cx: &RunContext,
     settings: &IngestSettings,
-    name: &str,
+    source: &SourceConfig,
     config: &BulkConfig,
     views: Vec<Arc<ViewDefinition>>,
 ) -> Result<SourceRun, ExportError> {
+    let name = source.name.as_str();
     let state = SourceState::new(cx.warehouse.store(), name);
     let client = BulkClient::new(config.clone())?;
     tracing::info!(
@@ -94,7 +95,7 @@ pub fn run(
         Err(e) => return Err(e),
     };
     let waited = started.elapsed();
-    let summary = match ingest_files(cx, settings, name, &client, &prepared, views) {
+    let summary = match ingest_files(cx, settings, source, &client, &prepared, views) {
         Ok(summary) => summary,
         Err(e) => {
             if needs_new_export(&e) {
@@ -146,7 +147,7 @@ pub fn run(
 fn ingest_files(
     cx: &RunContext,
     settings: &IngestSettings,
-    name: &str,
+    source: &SourceConfig,
     client: &BulkClient,
     prepared: &Prepared,
     views: Vec<Arc<ViewDefinition>>,
@@ -176,7 +177,8 @@ fn ingest_files(
         parallel_files.get().min(inputs.len().max(1))
     );
     let spec = RunSpec {
-        source: name.to_owned(),
+        source: source.name.clone(),
+        namespace: source.namespace.clone(),
         inputs,
         parallel_files,
         transaction_time: Some(prepared.transaction_time.clone()),

@@ -1,0 +1,235 @@
+//! The merge of a run into a `current/<Type>` table: the newest version of each
+//! resource wins, deletes are applied, and only the files that hold a replaced or
+//! deleted row are rewritten (copy-on-write: their removes and the adds of what stays
+//! go in one commit with the new rows).
+//!
+//! The run's rows come from its history files of the type. Of several rows of one
+//! resource (a server may send one twice) the newest is the candidate; it replaces the
+//! table's row when it is newer ([`Version::cmp_newer`]), and is dropped when it is
+//! older or the same version (a rerun changes nothing). A resource in the export's
+//! `deleted[]` loses its row when that row came from an earlier export; a resource both
+//! sent and deleted by one export keeps the sent row. A history file whose rows all win
+//! is taken over whole, by a copy in the store.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{
+    CommitError, RunInfo,
+    keys::{Key, KeyColumns, KeyRow, Lineage, read_keys},
+    rewrite::{Output, finish_into},
+    tables::{self, Committed, NewTable, commit_guarded, file_path},
+};
+use crate::{
+    delta::{Action, Snapshot},
+    warehouse::{TableId, TableManifest, WrittenFile},
+};
+
+/// Where each resource a run touched stands after the merge: the lineage of its current
+/// row, or none (deleted, or never there).
+pub type Winners = HashMap<Key, Option<Lineage>>;
+
+/// What a merge into `current/<Type>` did.
+pub struct Merged {
+    /// The commit.
+    pub committed: Committed,
+    /// Files added (and rows in them).
+    pub added: TableManifest,
+    /// Rows removed (replaced or deleted).
+    pub removed: u64,
+    /// The resources this run touched and their current rows; none when the commit was
+    /// made earlier (a rerun): then they must be read from the table.
+    pub winners: Option<Winners>,
+}
+
+/// The run's candidate for one resource.
+#[derive(Clone)]
+struct Candidate {
+    file: usize,
+    row: KeyRow,
+}
+
+/// Merges the run's rows of `resource_type` (its history files `staged`) and its
+/// deletions (`deleted` ids, in the run's namespace) into `current/<Type>`.
+pub fn merge(
+    run: &RunInfo<'_>,
+    resource_type: &str,
+    staged: &[WrittenFile],
+    deleted: &[Key],
+) -> Result<Merged, CommitError> {
+    let cx = run.cx;
+    let table = TableId::current(resource_type);
+    let mut candidates: HashMap<Key, Candidate> = HashMap::new();
+    let mut rows_per_file = vec![0usize; staged.len()];
+    for (file, written) in staged.iter().enumerate() {
+        for row in read_keys(cx, &written.path, KeyColumns::Resource)? {
+            rows_per_file[file] += 1;
+            match candidates.get(&row.key) {
+                Some(c) if row.version.cmp_newer(&c.row.version).is_le() => {}
+                _ => {
+                    candidates.insert(row.key.clone(), Candidate { file, row });
+                }
+            }
+        }
+    }
+    let deleted: HashSet<&Key> = deleted.iter().collect();
+    let schema = run.resource_schema(resource_type)?;
+    let output = Output {
+        cx,
+        table: table.clone(),
+        files: run.files("c"),
+        schema: Some(schema.clone()),
+        parquet: run.parquet,
+    };
+    let mut result = (TableManifest::default(), 0u64, None::<Winners>);
+    let committed = commit_guarded(
+        cx,
+        &table,
+        NewTable {
+            schema: &schema,
+            partition_columns: &[],
+        },
+        (run.source, run.seq),
+        "MERGE",
+        |snapshot| {
+            let plan = plan(run, &table, snapshot, &candidates, &deleted)?;
+            let actions = write_plan(
+                &output,
+                snapshot,
+                &plan,
+                staged,
+                &rows_per_file,
+                &candidates,
+            )?;
+            result = (actions.1, plan.removed_rows(), Some(plan.winners));
+            Ok((!actions.0.is_empty()).then_some(actions.0))
+        },
+    )?;
+    let (added, removed, winners) = result;
+    Ok(match committed {
+        Committed::Already => Merged {
+            committed,
+            added: TableManifest::default(),
+            removed: 0,
+            winners: None,
+        },
+        _ => Merged {
+            committed,
+            added,
+            removed,
+            winners,
+        },
+    })
+}
+
+/// What to change in the table.
+struct Plan {
+    /// Candidates that win (by key), and so enter the table.
+    accepted: HashSet<Key>,
+    /// Rows of existing files that go, by file key.
+    removed: HashMap<String, HashSet<usize>>,
+    /// Where each touched resource stands afterwards.
+    winners: Winners,
+}
+
+impl Plan {
+    fn removed_rows(&self) -> u64 {
+        self.removed.values().map(|rows| rows.len() as u64).sum()
+    }
+}
+
+/// Decides, against the table's rows of the resources the run touches, which
+/// candidates win and which rows go.
+fn plan(
+    run: &RunInfo<'_>,
+    table: &TableId,
+    snapshot: Option<&Snapshot>,
+    candidates: &HashMap<Key, Candidate>,
+    deleted: &HashSet<&Key>,
+) -> Result<Plan, CommitError> {
+    let mut accepted: HashSet<Key> = candidates.keys().cloned().collect();
+    let mut removed: HashMap<String, HashSet<usize>> = HashMap::new();
+    let mut winners: Winners = candidates
+        .iter()
+        .map(|(k, c)| (k.clone(), Some(c.row.lineage.clone())))
+        .collect();
+    for key in deleted.iter().filter(|k| !candidates.contains_key(**k)) {
+        winners.insert((*key).clone(), None);
+    }
+    for key in snapshot.into_iter().flat_map(|s| s.files().keys()) {
+        for existing in read_keys(run.cx, &file_path(table, key), KeyColumns::Resource)? {
+            let goes = match candidates.get(&existing.key) {
+                Some(c) if c.row.version.cmp_newer(&existing.version).is_gt() => true,
+                Some(_) => {
+                    accepted.remove(&existing.key);
+                    winners.insert(existing.key.clone(), Some(existing.lineage.clone()));
+                    false
+                }
+                None if deleted.contains(&existing.key) => {
+                    let goes = existing.version.transaction_time < run.transaction_micros;
+                    if !goes {
+                        winners.insert(existing.key.clone(), Some(existing.lineage.clone()));
+                    }
+                    goes
+                }
+                None => false,
+            };
+            if goes {
+                removed.entry(key.clone()).or_default().insert(existing.row);
+            }
+        }
+    }
+    Ok(Plan {
+        accepted,
+        removed,
+        winners,
+    })
+}
+
+/// Writes what the plan adds (the run's winning rows, and what stays of the files that
+/// lose rows) and returns the commit's actions and the files added.
+fn write_plan(
+    output: &Output<'_>,
+    snapshot: Option<&Snapshot>,
+    plan: &Plan,
+    staged: &[WrittenFile],
+    rows_per_file: &[usize],
+    candidates: &HashMap<Key, Candidate>,
+) -> Result<(Vec<Action>, TableManifest), CommitError> {
+    let mut added = TableManifest::default();
+    let mut keep: Vec<HashSet<usize>> = vec![HashSet::new(); staged.len()];
+    for key in &plan.accepted {
+        let c = &candidates[key];
+        keep[c.file].insert(c.row.row);
+    }
+    let mut writer = output.writer();
+    for (i, file) in staged.iter().enumerate() {
+        match keep[i].len() {
+            0 => {}
+            // Every row of the file wins (and it has no row without an id): take it whole.
+            n if n == rows_per_file[i] && n as u64 == file.rows => {
+                added.push(output.copy_file(file, added.files.len())?)
+            }
+            _ => {
+                output.keep_rows(&file.path, |r| keep[i].contains(&r), &mut writer)?;
+            }
+        }
+    }
+    let mut actions = Vec::new();
+    for (key, gone) in &plan.removed {
+        let add =
+            snapshot
+                .and_then(|s| s.files().get(key))
+                .ok_or_else(|| CommitError::Outside {
+                    table: output.table.to_string(),
+                    path: key.clone(),
+                })?;
+        let path = file_path(&output.table, key);
+        output.keep_rows(&path, |r| !gone.contains(&r), &mut writer)?;
+        actions.push(Action::Remove(add.remove_now()));
+    }
+    finish_into(writer, &mut added)?;
+    for file in &added.files {
+        actions.push(Action::Add(tables::add_of(&output.table, file)?));
+    }
+    Ok((actions, added))
+}
