@@ -229,7 +229,12 @@ retries = 2
 delete_after_download = true
 [sources.bulk.auth]
 {auth}
-"#
+[[views]]
+path = "{views}"
+"#,
+            views = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/views/patient_demographics.json")
+                .display()
         ),
     )
     .unwrap();
@@ -289,6 +294,67 @@ fn checkpoint(root: &Path) -> (u64, Option<Checkpoint>) {
         .unwrap()
 }
 
+/// (type, id, versionId) of every resource of the current tables.
+fn current(root: &Path) -> Vec<(String, String, String)> {
+    let warehouse = Warehouse::open_local(root).unwrap();
+    let mut rows: Vec<_> = common::rebuild_current(&warehouse)
+        .into_iter()
+        .map(|row| {
+            let r = row.resource;
+            (
+                r["resourceType"].as_str().unwrap().to_owned(),
+                r["id"].as_str().unwrap().to_owned(),
+                r["meta"]["versionId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The current state after both exports: p1 updated, p2 deleted, p4 new.
+fn current_after_two_runs() -> Vec<(String, String, String)> {
+    let mut rows: Vec<_> = [
+        ("Observation", "o1", "1"),
+        ("Observation", "o2", "1"),
+        ("Observation", "o3", "1"),
+        ("Patient", "p1", "2"),
+        ("Patient", "p3", "1"),
+        ("Patient", "p4", "2"),
+    ]
+    .into_iter()
+    .map(|(t, i, v)| (t.into(), i.into(), v.into()))
+    .collect();
+    rows.sort();
+    rows
+}
+
+/// The ids of the patient view's rows, sorted.
+fn view_patients(root: &Path) -> Vec<String> {
+    let path = root.join("views/patient_demographics");
+    let warehouse = Warehouse::open_local(root).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let table = fhir_ingest::warehouse::TableId::view("patient_demographics");
+    let mut ids = Vec::new();
+    for file in runtime.block_on(warehouse.live_files(&table)).unwrap() {
+        for batch in runtime
+            .block_on(warehouse.read_parquet(&file.path))
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("id").unwrap();
+            let strings = column
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap();
+            ids.extend(strings.iter().map(|s| s.unwrap().to_owned()));
+        }
+    }
+    assert!(path.is_dir());
+    ids.sort();
+    ids
+}
+
 fn expected_after_two_runs() -> BTreeMap<(String, String, String), usize> {
     [
         ("Patient", "p1", "1"),
@@ -327,6 +393,8 @@ fn full_then_incremental_export_with_checkpoint() {
     let (seq, current) = checkpoint(&root);
     assert_eq!((seq, current.unwrap().transaction_time.as_str()), (2, T2));
     assert_eq!(committed(&root), expected_after_two_runs());
+    assert_eq!(self::current(&root), current_after_two_runs());
+    assert_eq!(view_patients(&root), ["p1", "p3", "p4"]);
 
     let warehouse = Warehouse::open_local(&root).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -374,6 +442,9 @@ fn a_crash_at_any_point_then_a_rerun_gives_every_resource_once() {
         "after-kick-off",
         "during-download",
         "after-data-files",
+        "after-history-commit",
+        "after-current-commit",
+        "after-views-commit",
         "after-commit",
         "after-checkpoint",
     ] {
@@ -393,6 +464,8 @@ fn a_crash_at_any_point_then_a_rerun_gives_every_resource_once() {
         assert_ok(&run(&config, None));
 
         assert_eq!(committed(&root), expected_after_two_runs(), "{point}");
+        assert_eq!(self::current(&root), current_after_two_runs(), "{point}");
+        assert_eq!(view_patients(&root), ["p1", "p3", "p4"], "{point}");
         let (_, current) = checkpoint(&root);
         assert_eq!(current.unwrap().transaction_time, T2, "{point}");
         let kickoffs = server.state.lock().unwrap().kickoffs.clone();

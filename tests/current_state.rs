@@ -1,0 +1,336 @@
+//! The current-state tables (`current/<Type>`): which version of a resource wins, how
+//! deletes apply, namespaces, and that a merge rewrites only the files it must.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use fhir_ingest::{
+    ingest::{self, Outcome, RunSpec, RunSummary},
+    warehouse::{DeletedRef, ExportRecord, TableId, Warehouse},
+};
+
+fn patient(id: &str, version: Option<&str>, updated: Option<&str>, gender: &str) -> String {
+    let mut meta = serde_json::Map::new();
+    if let Some(v) = version {
+        meta.insert("versionId".into(), v.into());
+    }
+    if let Some(u) = updated {
+        meta.insert("lastUpdated".into(), u.into());
+    }
+    serde_json::json!({"resourceType": "Patient", "id": id, "meta": meta, "gender": gender})
+        .to_string()
+}
+
+/// Writes `lines` as `Patient.ndjson` in a fresh folder `name` under `dir`.
+fn input(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("Patient.ndjson"), lines.join("\n") + "\n").unwrap();
+    folder
+}
+
+/// One run of `source` (namespace `namespace`) of an export at `tt` deleting `deleted`.
+fn run(
+    warehouse: &Warehouse,
+    folder: &Path,
+    (source, namespace): (&str, &str),
+    tt: &str,
+    deleted: &[&str],
+) -> RunSummary {
+    let spec = RunSpec {
+        source: source.into(),
+        namespace: namespace.into(),
+        export: ExportRecord {
+            deleted: deleted
+                .iter()
+                .map(|id| DeletedRef {
+                    resource_type: "Patient".into(),
+                    id: (*id).into(),
+                })
+                .collect(),
+            server_errors: Vec::new(),
+        },
+        ..spec(&[folder.to_owned()], Some(tt))
+    };
+    let summary = ingest::run(&context(warehouse), &settings(0.0), spec).unwrap();
+    assert_eq!(summary.outcome, Outcome::Complete);
+    summary
+}
+
+/// (namespace, id, gender) of the current patients, sorted.
+fn current_patients(warehouse: &Warehouse) -> Vec<(String, String, String)> {
+    let mut rows = Vec::new();
+    let table = TableId::current("Patient");
+    let runtime = runtime();
+    for file in runtime.block_on(warehouse.live_files(&table)).unwrap() {
+        for batch in runtime
+            .block_on(warehouse.read_parquet(&file.path))
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let text = |c: &arrow_array::ArrayRef, i: usize| {
+                use arrow_array::{Array, cast::AsArray};
+                let s = c.as_string::<i32>();
+                s.is_valid(i)
+                    .then(|| s.value(i).to_owned())
+                    .unwrap_or_default()
+            };
+            let lineage = {
+                use arrow_array::cast::AsArray;
+                batch
+                    .column_by_name("_lineage")
+                    .unwrap()
+                    .as_struct()
+                    .clone()
+            };
+            let namespace = lineage.column_by_name("namespace").unwrap();
+            for i in 0..batch.num_rows() {
+                rows.push((
+                    text(namespace, i),
+                    text(batch.column_by_name("id").unwrap(), i),
+                    text(batch.column_by_name("gender").unwrap(), i),
+                ));
+            }
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn rows(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
+}
+
+const EHR: (&str, &str) = ("ehr", "ehr");
+
+#[test]
+fn the_newest_version_wins_whatever_the_order_of_arrival() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let v = |id, ver: &str, gender| patient(id, Some(ver), None, gender);
+    // Export 1 has version 2 of a; export 2 (later) brings version 1 of a, late.
+    run(
+        &warehouse,
+        &input(
+            dir.path(),
+            "e1",
+            &[v("a", "2", "female"), v("b", "1", "male")],
+        ),
+        EHR,
+        "2026-01-01T00:00:00Z",
+        &[],
+    );
+    let second = run(
+        &warehouse,
+        &input(
+            dir.path(),
+            "e2",
+            &[v("a", "1", "male"), v("b", "10", "female")],
+        ),
+        EHR,
+        "2026-01-02T00:00:00Z",
+        &[],
+    );
+    assert_eq!(
+        current_patients(&warehouse),
+        rows(&[("ehr", "a", "female"), ("ehr", "b", "female")]),
+        "versionId 10 > 2 > 1, as numbers"
+    );
+    assert_eq!(second.manifest.tables["current/Patient"].removed_rows, 1);
+    // The same export again (a new run of the same files): nothing changes.
+    let again = run(
+        &warehouse,
+        &input(
+            dir.path(),
+            "e3",
+            &[v("a", "2", "female"), v("b", "10", "female")],
+        ),
+        EHR,
+        "2026-01-03T00:00:00Z",
+        &[],
+    );
+    let current = &again.manifest.tables["current/Patient"];
+    assert_eq!((current.rows, current.removed_rows), (0, 0), "{current:?}");
+    assert_eq!(current.delta_version, None, "no commit for no change");
+}
+
+#[test]
+fn without_versions_last_updated_then_the_export_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let u = |id, updated, gender| patient(id, None, Some(updated), gender);
+    let n = |id, gender| patient(id, None, None, gender);
+    run(
+        &warehouse,
+        &input(
+            dir.path(),
+            "e1",
+            &[u("a", "2026-01-05T00:00:00Z", "female"), n("b", "female")],
+        ),
+        EHR,
+        "2026-01-06T00:00:00Z",
+        &[],
+    );
+    run(
+        &warehouse,
+        &input(
+            dir.path(),
+            "e2",
+            &[u("a", "2026-01-04T00:00:00Z", "male"), n("b", "male")],
+        ),
+        EHR,
+        "2026-01-07T00:00:00Z",
+        &[],
+    );
+    assert_eq!(
+        current_patients(&warehouse),
+        rows(&[("ehr", "a", "female"), ("ehr", "b", "male")]),
+        "a: older lastUpdated loses; b: no version, the later export wins"
+    );
+}
+
+#[test]
+fn duplicates_in_one_export_keep_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let v = |ver: &str, gender| patient("a", Some(ver), None, gender);
+    run(
+        &warehouse,
+        &input(
+            dir.path(),
+            "e1",
+            &[v("3", "female"), v("1", "male"), v("3", "female")],
+        ),
+        EHR,
+        "2026-01-01T00:00:00Z",
+        &[],
+    );
+    assert_eq!(
+        current_patients(&warehouse),
+        rows(&[("ehr", "a", "female")])
+    );
+    assert_eq!(rebuild_all(&warehouse).len(), 3, "history keeps every line");
+}
+
+#[test]
+fn deletes_apply_to_earlier_exports_and_leave_tombstones_in_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let v = |id, gender| patient(id, Some("1"), None, gender);
+    run(
+        &warehouse,
+        &input(
+            dir.path(),
+            "e1",
+            &[v("a", "female"), v("b", "male"), v("c", "male")],
+        ),
+        EHR,
+        "2026-01-01T00:00:00Z",
+        &[],
+    );
+    // Export 2 deletes a and c; it also sends c again (re-created): the sent row stays.
+    let second = run(
+        &warehouse,
+        &input(dir.path(), "e2", &[patient("c", Some("2"), None, "female")]),
+        EHR,
+        "2026-01-02T00:00:00Z",
+        &["a", "c"],
+    );
+    assert_eq!(
+        current_patients(&warehouse),
+        rows(&[("ehr", "b", "male"), ("ehr", "c", "female")])
+    );
+    assert_eq!(
+        second.manifest.tables["history/Patient"].rows,
+        1 + 2,
+        "a row and two tombstones"
+    );
+    // Tombstones are not resources: history rebuilds the 4 versions sent.
+    assert_eq!(rebuild_all(&warehouse).len(), 4);
+}
+
+#[test]
+fn each_source_is_a_namespace_unless_they_share_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let v = |ver: &str, gender| patient("123", Some(ver), None, gender);
+    run(
+        &warehouse,
+        &input(dir.path(), "e1", &[v("1", "female")]),
+        ("a", "a"),
+        "2026-01-01T00:00:00Z",
+        &[],
+    );
+    run(
+        &warehouse,
+        &input(dir.path(), "e2", &[v("1", "male")]),
+        ("b", "b"),
+        "2026-01-01T00:00:00Z",
+        &[],
+    );
+    assert_eq!(
+        current_patients(&warehouse),
+        rows(&[("a", "123", "female"), ("b", "123", "male")]),
+        "two servers' Patient/123 are two patients"
+    );
+    // A third source sharing namespace "a" updates a's patient.
+    run(
+        &warehouse,
+        &input(dir.path(), "e3", &[v("2", "other")]),
+        ("a2", "a"),
+        "2026-01-02T00:00:00Z",
+        &[],
+    );
+    assert_eq!(
+        current_patients(&warehouse),
+        rows(&[("a", "123", "other"), ("b", "123", "male")])
+    );
+}
+
+#[test]
+fn a_merge_rewrites_only_the_files_that_hold_changed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let v = |id: String, ver: &str| patient(&id, Some(ver), None, "female");
+    // Three exports of 50 new patients each: three files in current/.
+    for (e, day) in [(0, "01"), (1, "02"), (2, "03")] {
+        let lines: Vec<String> = (0..50).map(|i| v(format!("p{e}-{i}"), "1")).collect();
+        run(
+            &warehouse,
+            &input(dir.path(), &format!("e{e}"), &lines),
+            EHR,
+            &format!("2026-01-{day}T00:00:00Z"),
+            &[],
+        );
+    }
+    let table = TableId::current("Patient");
+    let before = runtime().block_on(warehouse.live_files(&table)).unwrap();
+    assert_eq!(before.len(), 3);
+    // An update of one patient of the second export, and a new patient.
+    let update = run(
+        &warehouse,
+        &input(
+            dir.path(),
+            "e3",
+            &[v("p1-7".into(), "2"), v("new".into(), "1")],
+        ),
+        EHR,
+        "2026-01-04T00:00:00Z",
+        &[],
+    );
+    let after = runtime().block_on(warehouse.live_files(&table)).unwrap();
+    let kept: Vec<_> = before.iter().filter(|f| after.contains(f)).collect();
+    assert_eq!(kept.len(), 2, "the files of exports 1 and 3 are untouched");
+    let current = &update.manifest.tables["current/Patient"];
+    assert_eq!(current.removed_rows, 1);
+    assert_eq!(
+        current.rows,
+        2 + 49,
+        "the new rows, and the 49 rows that stay of one file"
+    );
+    assert_eq!(current_patients(&warehouse).len(), 151);
+}
