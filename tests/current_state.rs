@@ -73,9 +73,11 @@ fn current_patients(warehouse: &Warehouse) -> Vec<(String, String, String)> {
             let text = |c: &arrow_array::ArrayRef, i: usize| {
                 use arrow_array::{Array, cast::AsArray};
                 let s = c.as_string::<i32>();
-                s.is_valid(i)
-                    .then(|| s.value(i).to_owned())
-                    .unwrap_or_default()
+                if s.is_valid(i) {
+                    s.value(i).to_owned()
+                } else {
+                    String::new()
+                }
             };
             let lineage = {
                 use arrow_array::cast::AsArray;
