@@ -7,16 +7,23 @@
 //! new run starts; the runs in progress see the same token, cancel their exports on the
 //! server and commit nothing, so checkpoints stay; the daemon returns once they ended.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
+
+use tokio_util::sync::CancellationToken;
 
 use super::metrics::{self, Metrics, MetricsError};
 use crate::{
     config::Config,
     ingest::RunContext,
-    schedule::{self, ScheduledSource},
+    maintain::vacuum,
+    schedule::{self, Schedule, ScheduledSource},
+    warehouse::Warehouse,
 };
 
 /// Errors that keep the daemon from starting.
@@ -78,6 +85,15 @@ pub fn run(cx: &RunContext, config: &Config) -> Result<DaemonExit, DaemonError> 
             s.schedule.expression()
         );
     }
+    if let Some(schedule) = config.daemon.vacuum_schedule.clone() {
+        tracing::info!("vacuum: schedule {:?}", schedule.expression());
+        cx.runtime.spawn(vacuum_on_schedule(
+            cx.warehouse.clone(),
+            schedule,
+            config.warehouse.vacuum_retention,
+            cx.cancel.clone(),
+        ));
+    }
     let interrupted = Arc::new(AtomicUsize::new(0));
     let tally = {
         let (cx, config) = (cx.clone(), Arc::new(config.clone()));
@@ -137,6 +153,39 @@ fn run_scheduled(cx: &RunContext, config: &Config, name: &str) {
             );
         }
         Err(e) => tracing::error!(source = name, "source {name}: run failed: {}", chain(&e)),
+    }
+}
+
+/// Vacuums the warehouse's tables at the times of `schedule` until `cancel` fires.
+async fn vacuum_on_schedule(
+    warehouse: Warehouse,
+    schedule: Schedule,
+    retention: Duration,
+    cancel: CancellationToken,
+) {
+    while let Some(at) = schedule.next_after(chrono::Utc::now()) {
+        let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.cancelled() => return,
+        }
+        match vacuum::vacuum_all(&warehouse, retention, false).await {
+            Ok(reports) => {
+                let (files, bytes) = reports.iter().fold((0, 0), |(f, b), (_, r)| {
+                    (
+                        f + r.tombstone_files + r.orphan_files,
+                        b + r.tombstone_bytes + r.orphan_bytes,
+                    )
+                });
+                tracing::info!(
+                    files,
+                    bytes,
+                    "vacuum: deleted {files} files ({bytes} bytes) of {} tables",
+                    reports.len()
+                );
+            }
+            Err(e) => tracing::error!("vacuum failed: {}", chain(&e)),
+        }
     }
 }
 

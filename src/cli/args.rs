@@ -115,6 +115,28 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Turn a warehouse written by versions before the Delta tables (tables of the
+    /// manifest-only layout, `<Type>/...`) into `history/` and `current/` Delta tables,
+    /// in place; the old files are deleted at the end. A rerun goes on where a crash
+    /// stopped it; on an upgraded warehouse it does nothing.
+    Upgrade {
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+    },
+    /// Delete the data files no table version needs any more (files of versions
+    /// rewritten by merges or compactions, orphans of crashed runs) once they are older
+    /// than the retention. A live file is never deleted.
+    Vacuum {
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+        /// Keep files younger than this many hours (default:
+        /// warehouse.vacuum_retention_hours, 168).
+        #[arg(long)]
+        retention_hours: Option<u64>,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Rewrite a table's small files, partition by partition, into files of a target
     /// size, committed as a compaction run whose manifest lists the files it replaces.
     Compact {

@@ -133,6 +133,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             table,
             target_mib,
         } => shell.compact(&warehouse, &table, target_mib),
+        Command::Upgrade { warehouse } => shell.upgrade(&warehouse),
+        Command::Vacuum {
+            warehouse,
+            retention_hours,
+            dry_run,
+        } => shell.vacuum(&warehouse, retention_hours, dry_run),
         Command::Schema(SchemaCommand::Show { resource_type }) => {
             let registry = Registry::embedded()?;
             for field in registry.require(&resource_type)?.arrow_schema().fields() {
@@ -390,6 +396,59 @@ impl Shell {
             plan.staged.len(),
             plan.replaced.len(),
             if yes { "" } else { " (dry run: add --yes)" }
+        ));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn upgrade(&self, warehouse: &WarehouseArg) -> Result<ExitCode> {
+        let (config, parquet) = warehouse.load()?;
+        let cx = self.run_context(self.open(&config, false)?)?;
+        let done = fhir_ingest::maintain::upgrade::upgrade(&cx, &parquet)?;
+        for u in &done {
+            self.report.line(format!(
+                "upgraded {}: {} files, {} rows into history/ and current/; {} deletions applied",
+                u.resource_type, u.files, u.rows, u.deleted
+            ));
+        }
+        if done.is_empty() {
+            self.report
+                .line("nothing to upgrade: no table of the manifest-only layout");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn vacuum(
+        &self,
+        warehouse: &WarehouseArg,
+        retention_hours: Option<u64>,
+        dry_run: bool,
+    ) -> Result<ExitCode> {
+        let (config, _) = warehouse.load()?;
+        let retention = retention_hours.map_or(config.vacuum_retention, |h| {
+            std::time::Duration::from_secs(h.saturating_mul(3600))
+        });
+        let warehouse = self.open(&config, dry_run)?;
+        let reports = self
+            .runtime
+            .block_on(fhir_ingest::maintain::vacuum::vacuum_all(
+                &warehouse, retention, dry_run,
+            ))?;
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        for (table, r) in &reports {
+            for path in &r.deleted {
+                self.report.line(format!("{verb} {table}/{path}"));
+            }
+        }
+        let (files, bytes) = reports.iter().fold((0, 0), |(f, b), (_, r)| {
+            (
+                f + r.tombstone_files + r.orphan_files,
+                b + r.tombstone_bytes + r.orphan_bytes,
+            )
+        });
+        self.report.line(format!(
+            "{verb} {files} files ({bytes} bytes) of {} tables older than {} h",
+            reports.len(),
+            retention.as_secs() / 3600
         ));
         Ok(ExitCode::SUCCESS)
     }

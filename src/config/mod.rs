@@ -24,6 +24,7 @@ use crate::{
         config::{DecodeConfig, IngestSettings, RawDecode, RawQuarantine},
         views::{ConfiguredView, RawView, load_views},
     },
+    schedule::Schedule,
     sink::{ParquetConfig, RawParquet},
     source::config::{RawSource, SourceConfig},
     view::ViewDefinition,
@@ -101,6 +102,9 @@ pub struct RawDaemon {
     /// Sources running at the same time at most. Default 2.
     #[serde(default = "default_max_concurrent_sources")]
     pub max_concurrent_sources: usize,
+    /// When the daemon vacuums the warehouse's tables (`fhir-ingest vacuum` with
+    /// `warehouse.vacuum_retention_hours`): a cron expression in UTC. Default: none.
+    pub vacuum_schedule: Option<String>,
 }
 
 impl Default for RawDaemon {
@@ -108,6 +112,7 @@ impl Default for RawDaemon {
         Self {
             listen: default_listen(),
             max_concurrent_sources: default_max_concurrent_sources(),
+            vacuum_schedule: None,
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct DaemonConfig {
     pub listen: std::net::SocketAddr,
     /// Sources running at the same time at most.
     pub max_concurrent_sources: NonZeroUsize,
+    /// When the daemon vacuums the tables.
+    pub vacuum_schedule: Option<Schedule>,
 }
 
 impl Default for DaemonConfig {
@@ -149,9 +156,17 @@ impl RawDaemon {
             "daemon.max_concurrent_sources",
             "must be at least 1".to_owned(),
         ))?;
+        let vacuum_schedule = match &self.vacuum_schedule {
+            Some(expression) => Some(
+                Schedule::parse(expression)
+                    .map_err(|e| ("daemon.vacuum_schedule", e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(DaemonConfig {
             listen,
             max_concurrent_sources,
+            vacuum_schedule,
         })
     }
 }

@@ -259,9 +259,13 @@ async fn summarize_delta_tables(
 
 fn summarize_runs(snapshot: &Snapshot, status: &mut Status) {
     for run in &snapshot.runs {
-        if run.kind == RunKind::Compaction {
-            status.compactions += 1;
-            continue;
+        match run.kind {
+            RunKind::Compaction => {
+                status.compactions += 1;
+                continue;
+            }
+            RunKind::Upgrade => continue,
+            RunKind::Ingest => {}
         }
         let source = status.sources.entry(run.source.clone()).or_default();
         source.runs += 1;

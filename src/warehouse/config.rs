@@ -67,6 +67,12 @@ pub struct RawWarehouse {
     /// Default 256.
     #[serde(default = "default_compact_target_mib")]
     pub compact_target_mib: usize,
+    /// Hours a data file no table version needs any more (rewritten by a merge or a
+    /// compaction, or an orphan of a crashed run) is kept before `vacuum` deletes it:
+    /// readers of older table versions and runs in progress need them meanwhile.
+    /// Default 168 (7 days, as Delta Lake's default).
+    #[serde(default = "default_vacuum_retention_hours")]
+    pub vacuum_retention_hours: u64,
 }
 
 impl Default for RawWarehouse {
@@ -83,6 +89,7 @@ impl Default for RawWarehouse {
             request_timeout_secs: default_request_timeout_secs(),
             compact_after_run: false,
             compact_target_mib: default_compact_target_mib(),
+            vacuum_retention_hours: default_vacuum_retention_hours(),
         }
     }
 }
@@ -101,6 +108,9 @@ fn default_request_timeout_secs() -> u64 {
 }
 fn default_compact_target_mib() -> usize {
     256
+}
+fn default_vacuum_retention_hours() -> u64 {
+    168
 }
 
 /// How tables are partitioned.
@@ -127,6 +137,8 @@ pub struct WarehouseConfig {
     pub compact_after_run: bool,
     /// Target size of compacted files, in bytes.
     pub compact_target_bytes: usize,
+    /// How long `vacuum` keeps files no table version needs.
+    pub vacuum_retention: Duration,
 }
 
 impl WarehouseConfig {
@@ -274,6 +286,7 @@ impl RawWarehouse {
             },
             compact_after_run: self.compact_after_run,
             compact_target_bytes: self.compact_target_mib << 20,
+            vacuum_retention: Duration::from_secs(self.vacuum_retention_hours.saturating_mul(3600)),
         })
     }
 }

@@ -21,6 +21,9 @@ pub enum RunKind {
     Ingest,
     /// Files of a table rewritten into fewer, larger ones; see `replaces`.
     Compaction,
+    /// The tables of the manifest-only layout moved into Delta tables; `replaces` lists
+    /// the old files.
+    Upgrade,
 }
 
 /// What a committed run wrote.
