@@ -32,7 +32,11 @@ const EXPORTS: usize = 20;
 fn patient(id: usize, version: usize, day: usize) -> String {
     format!(
         r#"{{"resourceType":"Patient","id":"p{id:07}","meta":{{"versionId":"{version}","lastUpdated":"2026-01-{day:02}T00:00:00Z"}},"gender":"{}","birthDate":"19{:02}-0{}-1{}","name":[{{"family":"Family{}","given":["Given{id}"]}}],"address":[{{"city":"City{}","postalCode":"{:05}"}}]}}"#,
-        if id.is_multiple_of(2) { "female" } else { "male" },
+        if id.is_multiple_of(2) {
+            "female"
+        } else {
+            "male"
+        },
         id % 100,
         1 + id % 9,
         id % 10,

@@ -448,3 +448,81 @@ fn json_log_mode_prints_only_json_on_stderr() {
         "{last}"
     );
 }
+
+#[test]
+fn views_from_configuration_to_a_file_and_a_bad_view_named_by_its_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/views");
+    let config = dir.path().join("p.toml");
+    let write = |view_path: &std::path::Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "[warehouse]\nurl = \"wh\"\n[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [{:?}]\n[[views]]\npath = {:?}\n",
+                sample_dir().to_str().unwrap(),
+                view_path.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+    };
+    write(&views.join("patient_demographics.json"));
+    let config_arg = config.to_str().unwrap();
+    let validate = fhir_ingest(&["validate-config", "--config", config_arg]);
+    assert!(
+        text(&validate).contains("view patient_demographics over Patient"),
+        "{}",
+        text(&validate)
+    );
+    let run = fhir_ingest(&["run", "--config", config_arg]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    assert!(
+        text(&run).contains("views/patient_demographics"),
+        "{}",
+        text(&run)
+    );
+
+    let show = fhir_ingest(&[
+        "view",
+        "show",
+        views.join("patient_demographics.json").to_str().unwrap(),
+    ]);
+    assert!(
+        text(&show).contains("_resource_key: Utf8"),
+        "{}",
+        text(&show)
+    );
+    let out = dir.path().join("out");
+    let view_run = fhir_ingest(&[
+        "view",
+        "run",
+        views.join("patient_demographics.json").to_str().unwrap(),
+        "--config",
+        config_arg,
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "ndjson",
+    ]);
+    assert_eq!(view_run.status.code(), Some(0), "{}", text(&view_run));
+    let rows = std::fs::read_to_string(out.join("patient_demographics.ndjson")).unwrap();
+    assert_eq!(rows.lines().count(), 13, "one row per patient");
+
+    // A view with an unknown function: refused with the file and the JSON pointer.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"resourceType":"ViewDefinition","name":"bad","status":"active","resource":"Patient",
+           "select":[{"column":[{"name":"x","path":"name.frobnicate()"}]}]}"#,
+    )
+    .unwrap();
+    write(&bad);
+    let refused = fhir_ingest(&["validate-config", "--config", config_arg]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = text(&refused);
+    assert!(
+        message.contains("bad.json")
+            && message.contains("/select/0/column/0/path")
+            && message.contains("views[0]"),
+        "{message}"
+    );
+}

@@ -171,6 +171,56 @@ pub enum Command {
     /// Show or regenerate the table schemas.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// SQL on FHIR views: show a view's table, or compute it over a warehouse.
+    #[command(subcommand)]
+    View(ViewCommand),
+}
+
+/// The `view` commands.
+#[derive(Subcommand)]
+pub enum ViewCommand {
+    /// Check a ViewDefinition and print the schema of its table.
+    Show {
+        /// The ViewDefinition JSON file.
+        view: PathBuf,
+    },
+    /// Compute a view over the current resources of a warehouse: into a file (--out),
+    /// or, without --out, into the warehouse's table views/<name> (a backfill: its rows
+    /// are replaced in one commit).
+    Run {
+        /// The ViewDefinition JSON file.
+        view: PathBuf,
+        #[command(flatten)]
+        warehouse: WarehouseArg,
+        /// A directory or object store URL to write `<name>.<format>` into.
+        #[arg(long, short)]
+        out: Option<String>,
+        /// The file format with --out.
+        #[arg(long, value_enum, default_value_t = ViewFormat::Parquet)]
+        format: ViewFormat,
+    },
+}
+
+/// The formats of `view run --out`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ViewFormat {
+    /// Parquet (with `_resource_key` and `_lineage`).
+    Parquet,
+    /// CSV with a header; list columns as JSON arrays.
+    Csv,
+    /// One JSON object a line.
+    Ndjson,
+}
+
+impl ViewFormat {
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Csv => "csv",
+            Self::Ndjson => "ndjson",
+        }
+    }
 }
 
 /// Partitioning on the command line.

@@ -27,7 +27,7 @@ use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 use self::{
-    args::{Cli, Command, PartitionArg, SchemaCommand, WarehouseArg},
+    args::{Cli, Command, PartitionArg, SchemaCommand, ViewCommand, ViewFormat, WarehouseArg},
     logging::{LogFormat, ProgressDisplay},
     report::Report,
 };
@@ -139,6 +139,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             retention_hours,
             dry_run,
         } => shell.vacuum(&warehouse, retention_hours, dry_run),
+        Command::View(ViewCommand::Show { view }) => {
+            let view = fhir_ingest::ingest::views::load_view(&view)?;
+            shell.report.line(format!(
+                "view {} over {}: table views/{}",
+                view.name(),
+                view.resource(),
+                view.name()
+            ));
+            for line in fhir_ingest::maintain::view_run::describe(&view) {
+                shell.report.line(format!("  {line}"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::View(ViewCommand::Run {
+            view,
+            warehouse,
+            out,
+            format,
+        }) => shell.view_run(&view, &warehouse, out.as_deref(), format),
         Command::Schema(SchemaCommand::Show { resource_type }) => {
             let registry = Registry::embedded()?;
             for field in registry.require(&resource_type)?.arrow_schema().fields() {
@@ -264,6 +283,16 @@ impl Shell {
         let report = &self.report;
         report.line(format!("config {}: valid", config.path.display()));
         let registry = Registry::embedded()?;
+        for v in &config.views {
+            report.line(format!(
+                "view {} over {} ({}): {} columns -> views/{}",
+                v.view.name(),
+                v.view.resource(),
+                v.file.display(),
+                v.view.arrow_schema().fields().len(),
+                v.view.name()
+            ));
+        }
         let warehouse = self.open(&config.warehouse, true)?;
         report.line(format!("warehouse {}: reachable", warehouse.root()));
         let mut failed = false;
@@ -396,6 +425,76 @@ impl Shell {
             plan.staged.len(),
             plan.replaced.len(),
             if yes { "" } else { " (dry run: add --yes)" }
+        ));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn view_run(
+        &self,
+        view: &Path,
+        warehouse: &WarehouseArg,
+        out: Option<&str>,
+        format: ViewFormat,
+    ) -> Result<ExitCode> {
+        use fhir_ingest::maintain::view_run;
+        let view = Arc::new(fhir_ingest::ingest::views::load_view(view)?);
+        let (config, parquet) = warehouse.load()?;
+        let cx = self.run_context(self.open(&config, out.is_some())?)?;
+        let (batches, failures) =
+            self.runtime
+                .block_on(view_run::compute(&cx.warehouse, &cx.registry, view.clone()))?;
+        for failure in failures.iter().take(5) {
+            tracing::warn!("view {}: {failure}", view.name());
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let Some(out) = out else {
+            let version = view_run::replace_table(&cx, &view, &batches, &parquet)?;
+            self.report.line(format!(
+                "view {}: {rows} rows ({} resources failed) -> views/{} version {}",
+                view.name(),
+                failures.len(),
+                view.name(),
+                version.map_or("-".to_owned(), |v| v.to_string())
+            ));
+            return Ok(ExitCode::SUCCESS);
+        };
+        let target = Warehouse::open(
+            &WarehouseConfig::from_url(out, Path::new("."))
+                .map_err(|e| anyhow::anyhow!("--out: {}", e.reason))?,
+        )?;
+        let name = format!("{}.{}", view.name(), format.extension());
+        let path = object_store::path::Path::from(name.as_str());
+        let handle = self.runtime.handle().clone();
+        match format {
+            ViewFormat::Parquet => {
+                let schema = fhir_ingest::decode::view_table_schema(&view);
+                let mut file = fhir_ingest::sink::ParquetFile::create(
+                    target.store(),
+                    path,
+                    schema,
+                    fhir_ingest::sink::writer_properties(&parquet),
+                    handle,
+                )?;
+                for batch in &batches {
+                    file.write(batch)?;
+                }
+                file.finish(None)?;
+            }
+            ViewFormat::Csv | ViewFormat::Ndjson => {
+                let mut writer = fhir_ingest::sink::ObjectWriter::new(target.store(), path, handle);
+                if format == ViewFormat::Csv {
+                    view_run::write_csv(&batches, &mut writer)?;
+                } else {
+                    view_run::write_ndjson(&batches, &mut writer)?;
+                }
+                writer.finish()?;
+            }
+        }
+        self.report.line(format!(
+            "view {}: {rows} rows ({} resources failed) -> {}/{name}",
+            view.name(),
+            failures.len(),
+            target.root()
         ));
         Ok(ExitCode::SUCCESS)
     }

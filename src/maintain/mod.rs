@@ -6,6 +6,7 @@
 //! - [`compact`]: small files of a Delta table rewritten into larger ones;
 //! - [`vacuum`]: files of removed table versions and orphans deleted past a retention;
 //! - [`upgrade`]: a warehouse of the manifest-only layout turned into Delta tables;
+//! - [`view_run`]: a view computed over the tables already there (files, or a backfill);
 //! - [`rebuild`]: Parquet back to NDJSON (`to-ndjson`, and the proof that nothing is
 //!   lost).
 
@@ -15,3 +16,4 @@ pub mod rebuild;
 pub mod status;
 pub mod upgrade;
 pub mod vacuum;
+pub mod view_run;
