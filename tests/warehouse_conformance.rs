@@ -430,3 +430,39 @@ fn large_objects_are_uploaded_in_parts() {
         );
     }
 }
+
+/// A crash (here: a failing store) while a table's Delta checkpoint is written leaves the
+/// commit standing: readers replay the log, and later runs go on.
+#[test]
+fn a_failed_checkpoint_never_fails_a_run() {
+    for backend in backends("failed-checkpoint") {
+        let warehouse = backend.open();
+        let dir = tempfile::tempdir().unwrap();
+        let failing = Warehouse::from_store(
+            Arc::new(FailingStore {
+                inner: warehouse.store(),
+                fail_prefix: "history/Patient/_delta_log/00000000000000000010.checkpoint".into(),
+            }),
+            warehouse.root().into(),
+        );
+        // Versions 0..=11 of history/Patient: the checkpoint due at 10 fails.
+        for day in 0..12 {
+            let input = patients(dir.path(), &format!("d{day}"), 3);
+            let summary = ingest_into(
+                &failing,
+                &[input],
+                Some(&format!("2026-02-{:02}T00:00:00Z", day + 1)),
+            )
+            .unwrap();
+            assert_eq!(summary.outcome, Outcome::Complete, "{}", backend.name);
+        }
+        assert_eq!(rebuild_all(&warehouse).len(), 36, "{}", backend.name);
+        assert_eq!(rebuild_current(&warehouse).len(), 36, "{}", backend.name);
+        let snapshot = runtime()
+            .block_on(warehouse.table_snapshot(&TableId::history("Patient")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(snapshot.version(), 11);
+        assert_eq!(snapshot.checkpoint_version(), None, "{}", backend.name);
+    }
+}

@@ -5,7 +5,7 @@
 //!
 //! The run's rows come from its history files of the type. Of several rows of one
 //! resource (a server may send one twice) the newest is the candidate; it replaces the
-//! table's row when it is newer ([`Version::cmp_newer`]), and is dropped when it is
+//! table's row when it is newer ([`super::keys::Version::cmp_newer`]), and is dropped when it is
 //! older or the same version (a rerun changes nothing). A resource in the export's
 //! `deleted[]` loses its row when that row came from an earlier export; a resource both
 //! sent and deleted by one export keeps the sent row. A history file whose rows all win
