@@ -448,3 +448,50 @@ fn json_log_mode_prints_only_json_on_stderr() {
         "{last}"
     );
 }
+
+/// Regression (issue 9, item 9): an error shows its cause once, either in its own text
+/// or as its source, never both; TOML errors are not quoted twice (nor the file's line).
+#[test]
+fn error_texts_show_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = |out: &Output, part: &str| {
+        let msg = text(out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert_eq!(msg.matches(part).count(), 1, "{part:?} once in: {msg}");
+    };
+    let missing = dir.path().join("missing.tgz");
+    let out = fhir_ingest(&[
+        "schema",
+        "generate",
+        "--package",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.path().join("s").to_str().unwrap(),
+    ]);
+    once(&out, "(os error 2)");
+    let out = fhir_ingest(&["run", "--config", missing.to_str().unwrap()]);
+    once(&out, "(os error 2)");
+
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, "[parquet]\ncompression = 5\n").unwrap();
+    let out = fhir_ingest(&["run", "--config", config.to_str().unwrap()]);
+    once(&out, "wanted string or table");
+    let msg = text(&out);
+    assert!(
+        msg.contains("`parquet.compression` (line 2, column 15)") && !msg.contains(" | "),
+        "the key and place, not the file's text: {msg}"
+    );
+
+    let source = "[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [\"p.toml\"]\n";
+    std::fs::write(
+        &config,
+        format!("{source}[[views]]\npath = \"nowhere.json\"\n"),
+    )
+    .unwrap();
+    let out = fhir_ingest(&["validate-config", "--config", config.to_str().unwrap()]);
+    once(&out, "(os error 2)");
+    std::fs::write(dir.path().join("bad.json"), "{").unwrap();
+    std::fs::write(&config, format!("{source}[[views]]\npath = \"bad.json\"\n")).unwrap();
+    let out = fhir_ingest(&["validate-config", "--config", config.to_str().unwrap()]);
+    once(&out, "EOF while parsing");
+}

@@ -165,16 +165,10 @@ impl Warehouse {
     }
 }
 
-/// An error and all its causes, as one text.
+/// An error and all its causes, as one text (object_store's errors repeat their
+/// causes in their own text: each is shown once).
 fn error_chain(error: &object_store::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::message::chain(error)
 }
 
 /// The gist of a store error: the S3-style error code and HTTP status, or the innermost
