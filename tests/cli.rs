@@ -495,3 +495,32 @@ fn error_texts_show_each_cause_once() {
     let out = fhir_ingest(&["validate-config", "--config", config.to_str().unwrap()]);
     once(&out, "EOF while parsing");
 }
+
+/// Regression (issue 9, item 8): a secret written inline is refused at its key, with how
+/// to give it, and its value is never printed.
+#[test]
+fn an_inline_secret_is_refused_at_its_key_without_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x/fhir\"\n\
+         [sources.bulk.auth]\ntype = \"bearer\"\ntoken = \"abc-inline-token\"\n",
+    )
+    .unwrap();
+    for command in ["validate-config", "run"] {
+        let out = fhir_ingest(&[command, "--config", config.to_str().unwrap()]);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert!(
+            msg.contains("`sources[0].bulk.auth.token`")
+                && msg.contains("{ env = \"NAME\" }")
+                && msg.contains("{ file = \"path\" }"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("abc-inline-token"),
+            "the value is echoed: {msg}"
+        );
+    }
+}

@@ -519,7 +519,7 @@ mod tests {
             ),
             (
                 "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x\"\n[sources.bulk.auth]\ntype = \"bearer\"\ntoken = \"inline\"\n",
-                "expected `env` or `file`",
+                "`sources[0].bulk.auth.token` (line 8, column 9): a secret is never written",
             ),
         ] {
             let err = Config::parse(text, Path::new("p.toml")).unwrap_err();
