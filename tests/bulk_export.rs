@@ -39,6 +39,8 @@ struct ServerState {
     failing_file: Option<String>,
     /// A file name whose body sends one line and then hangs.
     hanging_file: Option<String>,
+    /// Answer every FHIR request 401 with a body quoting the Authorization header.
+    echo_unauthorized: bool,
 }
 
 fn patient(id: &str, version: u32) -> String {
@@ -114,6 +116,13 @@ fn manifest(base: &str, job: usize, since: Option<&str>) -> serde_json::Value {
 fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body> {
     let mut state = state.lock().unwrap();
     let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    if state.echo_unauthorized {
+        let quoted = req.header("authorization").unwrap_or("-");
+        return json(
+            401,
+            json!({"error": "invalid_token", "detail": format!("rejected Authorization: {quoted}")}),
+        );
+    }
     match (req.method.as_str(), parts.as_slice()) {
         ("GET", ["fhir", "metadata"]) => json(
             200,
@@ -879,4 +888,48 @@ fn json_log_lines_for_log_shippers() {
             .iter()
             .all(|l| l["level"] == "info" && l["time"].is_string())
     );
+}
+
+/// Regression (issue 9, item 7): a server answering 401 with a body that quotes our
+/// token: neither `run` (text or JSON logs) nor `validate-config` prints the token.
+#[test]
+fn a_token_echoed_by_the_server_is_never_printed() {
+    let server = server();
+    server.state.lock().unwrap().echo_unauthorized = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let binary = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
+            .args(args)
+            .arg(&config)
+            .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
+            .env_remove(fhir_ingest::failpoint::ENV)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), text)
+    };
+    for args in [
+        &["run", "--config"][..],
+        &["--log-format", "json", "run", "--config"],
+        &["validate-config", "--config"],
+    ] {
+        let (code, text) = binary(args);
+        assert_eq!(code, Some(1), "{args:?}: {text}");
+        assert!(text.contains("HTTP 401"), "{args:?}: {text}");
+        assert!(
+            text.contains("rejected Authorization: Bearer ***"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            !text.contains("s3cret"),
+            "{args:?}: the token is printed: {text}"
+        );
+    }
+    let sent = server.mock.requests_to("GET", "/fhir/metadata");
+    assert_eq!(sent[0].header("authorization"), Some("Bearer s3cret-token"));
 }

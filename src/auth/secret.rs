@@ -101,7 +101,7 @@ impl SecretSource {
         if value.is_empty() {
             return Err(AuthError::EmptySecret { origin });
         }
-        Ok(Secret(value.to_owned()))
+        Ok(Secret::new(value))
     }
 }
 
@@ -110,9 +110,12 @@ impl SecretSource {
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret value.
+    /// Wraps a secret value and registers it for scrubbing
+    /// ([`crate::message::register_secret`]): no text that leaves the process shows it.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value = value.into();
+        crate::message::register_secret(&value);
+        Secret(value)
     }
     /// The secret value itself; only for putting it on the wire.
     pub fn expose(&self) -> &str {

@@ -12,6 +12,7 @@ use fhir_ingest::{
         compact::Compacted,
         status::{Leftover, Status},
     },
+    message::scrub,
     source::ExportInfo,
     warehouse::TableId,
 };
@@ -29,19 +30,21 @@ impl Report {
         Self { format }
     }
 
-    /// One line.
+    /// One line (scrubbed of secrets, as every line that leaves the process).
     pub fn line(&self, line: impl AsRef<str>) {
+        let line = scrub(line.as_ref());
         match self.format {
-            LogFormat::Text => println!("{}", line.as_ref()),
-            LogFormat::Json => tracing::info!("{}", line.as_ref().trim_start()),
+            LogFormat::Text => println!("{line}"),
+            LogFormat::Json => tracing::info!("{}", line.trim_start()),
         }
     }
 
-    /// One line about something wrong.
+    /// One line about something wrong (scrubbed of secrets).
     pub fn problem(&self, line: impl AsRef<str>) {
+        let line = scrub(line.as_ref());
         match self.format {
-            LogFormat::Text => println!("{}", line.as_ref()),
-            LogFormat::Json => tracing::error!("{}", line.as_ref().trim_start()),
+            LogFormat::Text => println!("{line}"),
+            LogFormat::Json => tracing::error!("{}", line.trim_start()),
         }
     }
 

@@ -89,7 +89,17 @@ impl Rejection {
 }
 
 impl fmt::Display for Rejection {
+    /// The reason in words, scrubbed of secrets (a reason may quote the line, and the
+    /// reasons go to the quarantine, the run manifest and the log).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.write_reason(&mut text)?;
+        f.write_str(&crate::message::scrub(&text))
+    }
+}
+
+impl Rejection {
+    fn write_reason(&self, f: &mut impl fmt::Write) -> fmt::Result {
         match self {
             Self::InvalidJson(e) => write!(f, "invalid JSON: {e}"),
             Self::NotAnObject => f.write_str("not a JSON object"),
