@@ -41,6 +41,13 @@ struct ServerState {
     hanging_file: Option<String>,
     /// Answer every FHIR request 401 with a body quoting the Authorization header.
     echo_unauthorized: bool,
+    /// Kick-offs to answer 429 (Retry-After 0.4 s) before accepting one.
+    kickoffs_throttled: usize,
+    /// The answers of the status polls (status, Retry-After), in order, before the
+    /// manifest; empty: one 202, then the manifest.
+    status_script: Vec<(u16, &'static str)>,
+    /// A file name that answers 410 (expired).
+    gone_file: Option<String>,
 }
 
 fn patient(id: &str, version: u32) -> String {
@@ -139,6 +146,10 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
                     .find_map(|p| p.strip_prefix("_since="))
                     .map(|v| v.replace("%3A", ":"))
             });
+            if state.kickoffs_throttled > 0 {
+                state.kickoffs_throttled -= 1;
+                return with_headers(429, &[("retry-after", "0.4")]);
+            }
             state.kickoffs.push(since.clone());
             let job = state.kickoffs.len() - 1;
             if state.synchronous {
@@ -155,7 +166,13 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
                 state.expired.insert(job);
                 return status(202);
             }
-            if state.never_complete || cx.nth == 0 {
+            if let Some(&(code, retry_after)) = state.status_script.get(cx.nth) {
+                return with_headers(
+                    code,
+                    &[("x-progress", "collecting"), ("retry-after", retry_after)],
+                );
+            }
+            if state.never_complete || (cx.nth == 0 && state.status_script.is_empty()) {
                 return with_headers(202, &[("x-progress", "collecting"), ("retry-after", "0")]);
             }
             json(200, manifest(&cx.base, job, state.kickoffs[job].as_deref()))
@@ -167,6 +184,9 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
             }
             if state.failing_file.as_deref() == Some(*name) {
                 return status(500);
+            }
+            if state.gone_file.as_deref() == Some(*name) {
+                return status(410);
             }
             if state.hanging_file.as_deref() == Some(*name) {
                 let first = futures::stream::iter([Ok::<_, std::io::Error>(
@@ -932,4 +952,57 @@ fn a_token_echoed_by_the_server_is_never_printed() {
     }
     let sent = server.mock.requests_to("GET", "/fhir/metadata");
     assert_eq!(sent[0].header("authorization"), Some("Bearer s3cret-token"));
+}
+
+/// Regression (issue 9, item 12): a kick-off answered 429 says how long it waits; each
+/// poll line shows that poll's own answer and wait (a 429 and a 503 named as such).
+#[test]
+fn throttled_and_failed_polls_are_shown_with_their_own_wait() {
+    let server = server();
+    {
+        let mut state = server.state.lock().unwrap();
+        state.kickoffs_throttled = 1;
+        state.status_script = vec![(202, "0.3"), (429, "0.6"), (503, "0")];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("poll_max_secs = 0.2", "poll_max_secs = 2")
+        .replace("retry_base_secs = 0.02", "retry_base_secs = 0.5");
+    std::fs::write(&config, text).unwrap();
+    let output = run(&config, None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in [
+        "kick-off answered HTTP 429 Too Many Requests: retrying in 0.4 s (retry 1 of 2)",
+        "export in progress: collecting (poll 1, next in 0.3 s)",
+        "status poll 2 answered HTTP 429 Too Many Requests: next poll in 0.6 s",
+        "status poll 3 failed (HTTP 503",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains("in progress: -"), "{stderr}");
+}
+
+/// Regression (issue 9, item 12): a file that answers 410 fails the run with its URL
+/// named once.
+#[test]
+fn a_file_gone_names_its_url_once() {
+    let server = server();
+    server.state.lock().unwrap().gone_file = Some("Observation.ndjson".into());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let output = run(&config, None);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line in:\n{stderr}"));
+    assert!(error.contains("HTTP 410"), "{error}");
+    assert_eq!(
+        error.matches("/files/0/Observation.ndjson").count(),
+        1,
+        "{error}"
+    );
 }

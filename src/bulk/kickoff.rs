@@ -136,9 +136,16 @@ impl BulkClient {
                 .await;
             let resp = match result {
                 Ok(r) => r,
-                Err(BulkError::Transport { .. }) if attempt < inner.cfg.retries => {
-                    tokio::time::sleep(inner.backoff(attempt)).await;
+                Err(e @ BulkError::Transport { .. }) if attempt < inner.cfg.retries => {
+                    let wait = inner.backoff(attempt);
                     attempt += 1;
+                    retry_line(
+                        &format!("failed: {}", e.short()),
+                        wait,
+                        attempt,
+                        inner.cfg.retries,
+                    );
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -169,11 +176,26 @@ impl BulkClient {
             if is_retryable_status(status) && attempt < inner.cfg.retries {
                 let wait = retry_after(resp.headers(), inner.cfg.poll_min(), inner.cfg.poll_max())
                     .unwrap_or_else(|| inner.backoff(attempt));
-                tokio::time::sleep(wait).await;
                 attempt += 1;
+                retry_line(
+                    &format!("answered HTTP {status}"),
+                    wait,
+                    attempt,
+                    inner.cfg.retries,
+                );
+                tokio::time::sleep(wait).await;
                 continue;
             }
             return Err(server_error("kick-off", url.as_str(), resp).await);
         }
     }
+}
+
+/// The log line of a kick-off retried after `what` happened (`answered HTTP 429 Too Many
+/// Requests`, `failed: <transport error>`): a wait of minutes is never silent.
+fn retry_line(what: &str, wait: std::time::Duration, attempt: u32, retries: u32) {
+    tracing::warn!(
+        "kick-off {what}: retrying in {:.1} s (retry {attempt} of {retries})",
+        wait.as_secs_f64()
+    );
 }

@@ -64,7 +64,7 @@ pub(super) async fn prepare(
         match wait_for_manifest(client, &kickoff).await {
             Ok(manifest) => break (kickoff, manifest),
             Err(ExportError::Bulk(e)) if resumed && e.needs_new_export() => {
-                tracing::warn!("{e}: starting a new export");
+                tracing::warn!("{}; starting a new export", crate::message::chain(&e));
                 *active = None;
                 state.clear_in_flight().await?;
             }
@@ -204,19 +204,30 @@ async fn wait_for_manifest(
     }
 }
 
-/// A progress line per poll that got an answer.
+/// A progress line per poll, with that poll's own answer and wait: the server's
+/// `X-Progress` for a `202`, the status for a `429` (asked to slow down), the problem
+/// for a failed poll that is retried.
 pub(super) fn poll_line(update: &PollProgress, printed: &mut u32) -> Option<String> {
-    let wait = update.next_wait?;
+    let wait = update.next_wait?.as_secs_f64();
     if update.polls == *printed || update.complete {
         return None;
     }
     *printed = update.polls;
-    Some(format!(
-        "export in progress: {} (poll {}, next in {:.1} s)",
-        update.progress.as_deref().unwrap_or("-"),
-        update.polls,
-        wait.as_secs_f64()
-    ))
+    let poll = update.polls;
+    Some(match (&update.problem, update.status) {
+        (Some(problem), _) => {
+            format!("status poll {poll} failed ({problem}): retrying in {wait:.1} s")
+        }
+        (None, Some(429)) => format!(
+            "status poll {poll} answered HTTP 429 Too Many Requests: next poll in {wait:.1} s"
+        ),
+        (None, _) => match &update.progress {
+            Some(progress) => {
+                format!("export in progress: {progress} (poll {poll}, next in {wait:.1} s)")
+            }
+            None => format!("export in progress (poll {poll}, next in {wait:.1} s)"),
+        },
+    })
 }
 
 /// Downloads the `error[]` OperationOutcomes (reported) and the `deleted[]` lists.
@@ -276,8 +287,34 @@ mod tests {
         assert_eq!(poll_line(&update, &mut printed), None, "no answer yet");
         update.next_wait = Some(Duration::from_secs(2));
         update.progress = Some("40%".into());
+        update.status = Some(202);
         let line = poll_line(&update, &mut printed).unwrap();
         assert!(line.contains("40%") && line.contains("poll 1"), "{line}");
         assert_eq!(poll_line(&update, &mut printed), None, "printed once");
+    }
+
+    /// Regression (issue 9, item 12): a 429 or a failed poll names its status and the
+    /// wait, not "export in progress: -".
+    #[test]
+    fn slowed_down_and_failed_polls_say_so() {
+        let mut printed = 0;
+        let mut update = PollProgress {
+            polls: 2,
+            status: Some(429),
+            next_wait: Some(Duration::from_secs(30)),
+            ..PollProgress::default()
+        };
+        assert_eq!(
+            poll_line(&update, &mut printed).unwrap(),
+            "status poll 2 answered HTTP 429 Too Many Requests: next poll in 30.0 s"
+        );
+        update.polls = 3;
+        update.status = Some(503);
+        update.problem = Some("HTTP 503: busy".into());
+        update.next_wait = Some(Duration::from_millis(1500));
+        assert_eq!(
+            poll_line(&update, &mut printed).unwrap(),
+            "status poll 3 failed (HTTP 503: busy): retrying in 1.5 s"
+        );
     }
 }
