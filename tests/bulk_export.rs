@@ -89,9 +89,15 @@ fn file_body(job_since: Option<&str>, name: &str) -> Option<Vec<u8>> {
             {"severity":"error","code":"processing","diagnostics":"Could not export Observation/o9"}]})
         .to_string()]),
         (Some(T1), "Patient.ndjson") => lines(vec![patient("p1", 2), patient("p4", 2)]),
-        (Some(T1), "deleted.ndjson") => lines(vec![json!({"resourceType":"Bundle","type":"transaction",
-            "entry":[{"request":{"method":"DELETE","url":"Patient/p2"}}]})
-        .to_string()]),
+        // p2 listed twice (two Bundles, one with a version): recorded once.
+        (Some(T1), "deleted.ndjson") => lines(vec![
+            json!({"resourceType":"Bundle","type":"transaction",
+                "entry":[{"request":{"method":"DELETE","url":"Patient/p2"}}]})
+            .to_string(),
+            json!({"resourceType":"Bundle","type":"transaction",
+                "entry":[{"request":{"method":"DELETE","url":"Patient/p2/_history/2"}}]})
+            .to_string(),
+        ]),
         _ => None,
     }
 }
@@ -370,7 +376,7 @@ fn full_then_incremental_export_with_checkpoint() {
         runs[0].server_errors,
         ["error (processing): Could not export Observation/o9"]
     );
-    assert_eq!(runs[1].deleted.len(), 1);
+    assert_eq!(runs[1].deleted.len(), 1, "each deleted resource once");
     assert_eq!(
         (
             runs[1].deleted[0].resource_type.as_str(),

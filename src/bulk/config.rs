@@ -59,8 +59,9 @@ fn default_request_timeout_secs() -> f64 {
     60.0
 }
 
-/// Bulk Data client configuration. Repeated values of `_type`, `_typeFilter`, `_elements` and
-/// `patient` are sent joined with commas (GET) or as repeated parameters (POST).
+/// Bulk Data client configuration. Repeated values of `_type`, `_elements` and `patient`
+/// are sent joined with commas (GET) or as repeated parameters (POST); `_typeFilter` is
+/// always one parameter per entry (a filter may itself hold commas).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkConfig {
@@ -89,9 +90,17 @@ pub struct BulkConfig {
     /// `_until`: only resources changed before this instant. Default: none.
     #[serde(default)]
     pub until: Option<String>,
-    /// `_typeFilter` queries such as `Observation?status=final`. Default: empty.
+    /// `_typeFilter` queries such as `Observation?status=final`, each sent as its own
+    /// `_typeFilter` parameter (Bulk Data 2.0), so a filter keeps its commas
+    /// (`Patient?gender=female,other`). Default: empty.
     #[serde(default)]
     pub type_filter: Vec<String>,
+    /// `allowPartialManifests`: `true` lets the server split the manifest into pages
+    /// (followed and merged here) and list files before all are ready (the run still
+    /// waits for the complete export); `false` asks it not to. Default: not sent (the
+    /// server's default, no partial manifests).
+    #[serde(default)]
+    pub allow_partial_manifests: Option<bool>,
     /// `_elements`: elements to include. Default: empty (all elements).
     #[serde(default)]
     pub elements: Vec<String>,
@@ -143,6 +152,7 @@ impl BulkConfig {
             since: None,
             until: None,
             type_filter: Vec::new(),
+            allow_partial_manifests: None,
             elements: Vec::new(),
             patient: Vec::new(),
             parallel_downloads: default_parallel_downloads(),

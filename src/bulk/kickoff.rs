@@ -56,8 +56,13 @@ impl BulkClient {
         if let Some(u) = &cfg.until {
             p.push(("_until", u.clone()));
         }
-        if !cfg.type_filter.is_empty() {
-            p.push(("_typeFilter", join(&cfg.type_filter)));
+        // One parameter per filter: a filter's own commas (`gender=female,other`) would
+        // change its meaning if the filters were joined with commas.
+        for filter in &cfg.type_filter {
+            p.push(("_typeFilter", filter.clone()));
+        }
+        if let Some(allow) = cfg.allow_partial_manifests {
+            p.push(("allowPartialManifests", allow.to_string()));
         }
         if !cfg.elements.is_empty() {
             p.push(("_elements", join(&cfg.elements)));
@@ -82,6 +87,9 @@ impl BulkClient {
         }
         for f in &cfg.type_filter {
             params.push(json!({"name": "_typeFilter", "valueString": f}));
+        }
+        if let Some(allow) = cfg.allow_partial_manifests {
+            params.push(json!({"name": "allowPartialManifests", "valueBoolean": allow}));
         }
         if !cfg.elements.is_empty() {
             params.push(json!({"name": "_elements", "valueString": cfg.elements.join(",")}));

@@ -262,7 +262,17 @@ async fn fetch_errors_and_deleted(
                 }),
         );
     }
-    Ok((server_errors, deleted))
+    Ok((server_errors, once_each(deleted)))
+}
+
+/// The deleted resources, each once, in the order first listed (a server may list a
+/// resource twice: in two Bundles, or as `Type/id` and `Type/id/_history/n`).
+fn once_each(deleted: Vec<DeletedRef>) -> Vec<DeletedRef> {
+    let mut seen = std::collections::HashSet::new();
+    deleted
+        .into_iter()
+        .filter(|d| seen.insert((d.resource_type.clone(), d.id.clone())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -270,6 +280,16 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn deleted_resources_are_recorded_once_each() {
+        let d = |t: &str, id: &str| DeletedRef {
+            resource_type: t.into(),
+            id: id.into(),
+        };
+        let listed = vec![d("Patient", "p2"), d("Patient", "p1"), d("Patient", "p2")];
+        assert_eq!(once_each(listed), [d("Patient", "p2"), d("Patient", "p1")]);
+    }
 
     #[test]
     fn transaction_times_order_by_instant_not_text() {
