@@ -48,6 +48,11 @@ struct ServerState {
     status_script: Vec<(u16, &'static str)>,
     /// A file name that answers 410 (expired).
     gone_file: Option<String>,
+    /// The first export's `error[]` issue has severity `error` (a failed part), not
+    /// `warning`.
+    failed_parts: bool,
+    /// The transactionTime of a job, instead of the one its `_since` gives.
+    transaction_times: BTreeMap<usize, &'static str>,
 }
 
 fn patient(id: &str, version: u32) -> String {
@@ -69,7 +74,7 @@ fn gzip(text: &str) -> Vec<u8> {
 }
 
 /// The files of the first (full) export and of the second (`_since` = T1).
-fn file_body(job_since: Option<&str>, name: &str) -> Option<Vec<u8>> {
+fn file_body(job_since: Option<&str>, name: &str, failed_parts: bool) -> Option<Vec<u8>> {
     let lines = |l: Vec<String>| Some((l.join("\n") + "\n").into_bytes());
     match (job_since, name) {
         (None, "Patient.ndjson") => lines(vec![patient("p1", 1), patient("p2", 1)]),
@@ -85,8 +90,10 @@ fn file_body(job_since: Option<&str>, name: &str) -> Option<Vec<u8>> {
             observation("o1"),
             observation("o2")
         ))),
+        // A warning unless the test asks for a failed part (which holds the checkpoint).
         (None, "errors.ndjson") => lines(vec![json!({"resourceType":"OperationOutcome","issue":[
-            {"severity":"error","code":"processing","diagnostics":"Could not export Observation/o9"}]})
+            {"severity": if failed_parts { "error" } else { "warning" }, "code":"processing",
+             "diagnostics":"Could not export Observation/o9"}]})
         .to_string()]),
         (Some(T1), "Patient.ndjson") => lines(vec![patient("p1", 2), patient("p4", 2)]),
         // p2 listed twice (two Bundles, one with a version): recorded once.
@@ -181,7 +188,11 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
             if state.never_complete || (cx.nth == 0 && state.status_script.is_empty()) {
                 return with_headers(202, &[("x-progress", "collecting"), ("retry-after", "0")]);
             }
-            json(200, manifest(&cx.base, job, state.kickoffs[job].as_deref()))
+            let mut body = manifest(&cx.base, job, state.kickoffs[job].as_deref());
+            if let Some(time) = state.transaction_times.get(&job) {
+                body["transactionTime"] = json!(time);
+            }
+            json(200, body)
         }
         ("GET", ["files", job, name]) => {
             let job: usize = job.parse().unwrap();
@@ -204,7 +215,7 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
                 });
                 return ndjson(Body::from_stream(futures::StreamExt::chain(first, hang)));
             }
-            match file_body(state.kickoffs[job].as_deref(), name) {
+            match file_body(state.kickoffs[job].as_deref(), name, state.failed_parts) {
                 Some(body) => ndjson(body),
                 None => status(404),
             }
@@ -372,9 +383,10 @@ fn full_then_incremental_export_with_checkpoint() {
     assert_eq!(runs[0].transaction_time.as_deref(), Some(T1));
     assert_eq!(runs[0].input.skipped, 1, "the Parameters header line");
     assert_eq!(runs[0].rejected.lines, 0, "{:?}", runs[0].rejected);
+    // A warning: recorded and shown, and the checkpoint moves on.
     assert_eq!(
         runs[0].server_errors,
-        ["error (processing): Could not export Observation/o9"]
+        ["warning (processing): Could not export Observation/o9"]
     );
     assert_eq!(runs[1].deleted.len(), 1, "each deleted resource once");
     assert_eq!(
@@ -1011,4 +1023,126 @@ fn a_file_gone_names_its_url_once() {
         1,
         "{error}"
     );
+}
+
+/// A bulk source's config with `on_server_errors = policy`.
+fn write_config_with_policy(dir: &Path, base: &str, policy: &str) -> std::path::PathBuf {
+    let path = write_config(dir, base);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "delete_after_download = true\n",
+        &format!("delete_after_download = true\non_server_errors = \"{policy}\"\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn in_flight(root: &Path) -> bool {
+    root.join("_state/ehr/in-flight.json").exists()
+}
+
+/// Regression (issue 9, item 1): failed parts of an export (error[] issues of severity
+/// error) commit what arrived, keep the checkpoint and exit 3, naming what failed; the
+/// next run asks again from the same _since (a new export, not the finished one), even
+/// after a crash between the commit and the end of the run.
+#[test]
+fn failed_parts_of_an_export_hold_the_checkpoint() {
+    let server = server();
+    server.state.lock().unwrap().failed_parts = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let root = dir.path().join("wh");
+
+    let first = run(&config, None);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(
+        first.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("INCOMPLETE")
+            && stdout.contains("error (processing): Could not export Observation/o9")
+            && stdout.contains("checkpoint held"),
+        "{stdout}"
+    );
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(!in_flight(&root), "the finished export is not resumed");
+    assert_eq!(committed(&root).len(), 6, "what arrived is committed");
+    let warehouse = Warehouse::open_local(&root).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let runs = runtime.block_on(warehouse.committed_runs()).unwrap();
+    assert_eq!(
+        runs[0].server_errors,
+        ["error (processing): Could not export Observation/o9"],
+        "the severity is kept"
+    );
+
+    // A crash after the commit of the next (still incomplete) export: the rerun does
+    // not move the checkpoint to that committed run.
+    server
+        .state
+        .lock()
+        .unwrap()
+        .transaction_times
+        .insert(1, "2026-01-01T06:00:00.000Z");
+    let crashed = run(&config, Some("after-commit"));
+    assert_eq!(
+        crashed.status.code(),
+        Some(fhir_ingest::failpoint::EXIT_STATUS)
+    );
+    assert_eq!(run(&config, None).status.code(), Some(3));
+    assert_eq!(checkpoint(&root), (0, None));
+
+    // The server recovers: the next run asks again for a full export and moves on.
+    {
+        let mut state = server.state.lock().unwrap();
+        state.failed_parts = false;
+        state
+            .transaction_times
+            .insert(2, "2026-01-01T12:00:00.000Z");
+    }
+    assert_ok(&run(&config, None));
+    assert_eq!(
+        checkpoint(&root).1.unwrap().transaction_time,
+        "2026-01-01T12:00:00.000Z"
+    );
+    assert_eq!(server.state.lock().unwrap().kickoffs, [None, None, None]);
+}
+
+/// Regression (issue 9, item 1): `on_server_errors = "fail"` commits nothing and
+/// cancels the export; `"ignore"` moves the checkpoint on as before.
+#[test]
+fn on_server_errors_fail_and_ignore() {
+    let failing = server();
+    failing.state.lock().unwrap().failed_parts = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with_policy(dir.path(), &failing.mock.base, "fail");
+    let root = dir.path().join("wh");
+    let failed = run(&config, None);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("on_server_errors = \"fail\"")
+            && stderr.contains("Could not export Observation/o9"),
+        "{stderr}"
+    );
+    assert!(committed(&root).is_empty());
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(!in_flight(&root));
+    assert_eq!(failing.mock.requests_to("DELETE", "/status/0").len(), 1);
+    assert!(
+        failing
+            .mock
+            .requests_to("GET", "/files/0/Patient.ndjson")
+            .is_empty()
+    );
+
+    let other = server();
+    other.state.lock().unwrap().failed_parts = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with_policy(dir.path(), &other.mock.base, "ignore");
+    let root = dir.path().join("wh");
+    assert_ok(&run(&config, None));
+    assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T1);
 }

@@ -40,6 +40,36 @@ pub enum KickOffMethod {
     Post,
 }
 
+/// What a run does when the export's `error[]` files report issues of severity `error`
+/// or `fatal` (parts the server could not export, such as "Failed to export
+/// Claim.ndjson"). Issues of severity `warning` or `information` never change the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnServerErrors {
+    /// Commit what arrived (it is valid) but keep the checkpoint where it was and forget
+    /// the export, so the next run asks again from the same `_since`; the run is partial
+    /// (exit status 3) and its report names the failed parts (default).
+    #[default]
+    HoldCheckpoint,
+    /// Commit nothing and fail the run (the export is cancelled on the server); the next
+    /// run asks again from the same `_since`.
+    Fail,
+    /// Record the issues in the run manifest and move the checkpoint on as if the export
+    /// were complete: what failed is not asked for again.
+    Ignore,
+}
+
+impl OnServerErrors {
+    /// The value as written in `pipeline.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HoldCheckpoint => "hold-checkpoint",
+            Self::Fail => "fail",
+            Self::Ignore => "ignore",
+        }
+    }
+}
+
 fn default_parallel_downloads() -> usize {
     4
 }
@@ -130,6 +160,12 @@ pub struct BulkConfig {
     /// Send `DELETE` to the status URL after all files were downloaded. Default: false.
     #[serde(default)]
     pub delete_after_download: bool,
+    /// What a run does when the server reports parts of the export as failed (`error[]`
+    /// issues of severity `error` or `fatal`): `"hold-checkpoint"` (commit what arrived,
+    /// keep the checkpoint, exit 3), `"fail"` (commit nothing) or `"ignore"` (move on).
+    /// See [`OnServerErrors`]. Default: `"hold-checkpoint"`.
+    #[serde(default)]
+    pub on_server_errors: OnServerErrors,
     /// Timeout of one request in seconds (kick-off, poll, token; for file downloads it is the
     /// longest silence between two chunks). Default: 60.
     #[serde(default = "default_request_timeout_secs")]
@@ -161,6 +197,7 @@ impl BulkConfig {
             retries: default_retries(),
             retry_base_secs: default_retry_base_secs(),
             delete_after_download: false,
+            on_server_errors: OnServerErrors::default(),
             request_timeout_secs: default_request_timeout_secs(),
             auth: AuthConfig::None,
         }

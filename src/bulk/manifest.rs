@@ -159,6 +159,12 @@ pub fn outcome_messages(value: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Whether an issue line of [`outcome_messages`] reports a failure (severity `error` or
+/// `fatal`, which the line starts with) rather than a warning or information.
+pub fn is_failure(message: &str) -> bool {
+    message.starts_with("error ") || message.starts_with("fatal ")
+}
+
 /// Plain-text summary of an error response body: the OperationOutcome issues joined with
 /// ` | `, or a short excerpt of the body; scrubbed of secrets.
 pub(crate) fn body_message(body: &[u8]) -> String {

@@ -98,6 +98,10 @@ impl Report {
                 m.input.skipped
             ));
         }
+        if !export.server_failures.is_empty() {
+            self.server_failures(&export.server_failures, &since);
+            return;
+        }
         match &export.checkpoint {
             Some(c) => self.line(format!(
                 "  checkpoint: next run asks for changes since {}",
@@ -105,6 +109,26 @@ impl Report {
             )),
             None => self.line("  checkpoint unchanged (nothing committed)"),
         }
+    }
+
+    /// The parts of an export the server could not produce, which held the checkpoint.
+    fn server_failures(&self, failures: &[String], since: &str) {
+        self.line(format!(
+            "  INCOMPLETE: the server could not export {} parts:",
+            failures.len()
+        ));
+        for failure in failures.iter().take(20) {
+            self.line(format!("    {failure}"));
+        }
+        if failures.len() > 20 {
+            self.line(format!(
+                "    ... {} more (in the run manifest's server_errors)",
+                failures.len() - 20
+            ));
+        }
+        self.line(format!(
+            "  checkpoint held (on_server_errors = \"hold-checkpoint\"): the next run asks again for the {since}"
+        ));
     }
 
     /// The summary of an ingest run.

@@ -4,7 +4,7 @@
 use super::ExportError;
 use crate::{
     auth::redact_url,
-    bulk::{BulkClient, KickOff, Manifest, PollProgress},
+    bulk::{BulkClient, KickOff, Manifest, OnServerErrors, PollProgress, is_failure},
     source::state::{Checkpoint, InFlight, SourceState},
     temporal,
     warehouse::{DeletedRef, RunManifest, Warehouse},
@@ -32,7 +32,8 @@ pub(super) async fn prepare(
     client: &BulkClient,
     active: &mut Option<KickOff>,
 ) -> Result<Prepared, ExportError> {
-    let (seq, checkpoint) = repair_checkpoint(warehouse, state).await?;
+    let policy = client.config().on_server_errors;
+    let (seq, checkpoint) = repair_checkpoint(warehouse, state, policy).await?;
     let since = checkpoint
         .map(|c| c.transaction_time)
         .or_else(|| client.config().since.clone());
@@ -105,15 +106,18 @@ pub(super) async fn prepare(
 async fn repair_checkpoint(
     warehouse: &Warehouse,
     state: &SourceState,
+    policy: OnServerErrors,
 ) -> Result<(u64, Option<Checkpoint>), ExportError> {
     let (seq, checkpoint) = state.checkpoint().await?;
     let runs = warehouse.committed_runs().await?;
     // Newest by the export's transactionTime, not by run id: run ids of one second
-    // do not sort by time.
+    // do not sort by time. A run whose export had failed parts held the checkpoint on
+    // purpose: it is never the one to move to.
     let newest = runs
         .into_iter()
         .filter(|r| r.source == state.source())
         .filter(|r| r.transaction_time.is_some())
+        .filter(|r| !super::server_errors::held_checkpoint(r, policy))
         .max_by(|a, b| instant(run_time(a)).cmp(&instant(run_time(b))));
     let Some(run) = newest else {
         return Ok((seq, checkpoint));
@@ -240,13 +244,16 @@ async fn fetch_errors_and_deleted(
     for file in &manifest.error {
         server_errors.extend(client.download_errors(&file.url, requires_token).await?);
     }
-    for message in server_errors.iter().take(10) {
+    // Failed parts are reported with what they do to the checkpoint (server_errors.rs);
+    // warnings and information here.
+    let notes: Vec<&String> = server_errors.iter().filter(|m| !is_failure(m)).collect();
+    for message in notes.iter().take(10) {
         tracing::info!("server: {message}");
     }
-    if server_errors.len() > 10 {
+    if notes.len() > 10 {
         tracing::info!(
             "server: ... {} more issues (in the run manifest's server_errors)",
-            server_errors.len() - 10
+            notes.len() - 10
         );
     }
     let mut deleted = Vec::new();
