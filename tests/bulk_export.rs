@@ -1146,3 +1146,38 @@ fn on_server_errors_fail_and_ignore() {
     assert_ok(&run(&config, None));
     assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T1);
 }
+
+/// Regression (issue 9, item 2): an export that never completes is given up after
+/// `max_export_wait`: cancelled on the server, forgotten, and the run fails clearly.
+#[test]
+fn a_stuck_export_is_cancelled_after_max_export_wait() {
+    let server = server();
+    server.state.lock().unwrap().never_complete = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "delete_after_download = true\n",
+        "delete_after_download = true\nmax_export_wait = \"0.5s\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let root = dir.path().join("wh");
+    let started = Instant::now();
+    let output = run(&config, None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "bounded");
+    assert!(
+        stderr.contains("did not complete within max_export_wait (0.5s)"),
+        "{stderr}"
+    );
+    assert_eq!(server.mock.requests_to("DELETE", "/status/0").len(), 1);
+    assert!(
+        !in_flight(&root),
+        "forgotten: the next run starts a new export"
+    );
+    assert_eq!(checkpoint(&root), (0, None));
+
+    server.state.lock().unwrap().never_complete = false;
+    assert_ok(&run(&config, None));
+    assert_eq!(server.state.lock().unwrap().kickoffs, [None, None]);
+}

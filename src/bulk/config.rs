@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::HumaneDuration;
 use crate::auth::AuthConfig;
 
 /// A key of `[sources.bulk]` with a value that makes no sense, and why.
@@ -70,6 +71,9 @@ impl OnServerErrors {
     }
 }
 
+fn default_max_export_wait() -> HumaneDuration {
+    HumaneDuration(Duration::from_secs(6 * 3600))
+}
 fn default_parallel_downloads() -> usize {
     4
 }
@@ -157,6 +161,13 @@ pub struct BulkConfig {
     /// Default: 1.0.
     #[serde(default = "default_retry_base_secs")]
     pub retry_base_secs: f64,
+    /// The longest wait from the kick-off to the complete manifest (for a resumed
+    /// export, from its original kick-off): past it the export is cancelled on the
+    /// server (`DELETE`), forgotten, and the run fails (the daemon tries again at the
+    /// next firing). Seconds (`21600`) or a duration (`"6h"`, `"90m"`, `"1h30m"`).
+    /// Default: `"6h"`.
+    #[serde(default = "default_max_export_wait")]
+    pub max_export_wait: HumaneDuration,
     /// Send `DELETE` to the status URL after all files were downloaded. Default: false.
     #[serde(default)]
     pub delete_after_download: bool,
@@ -196,6 +207,7 @@ impl BulkConfig {
             poll_max_secs: default_poll_max_secs(),
             retries: default_retries(),
             retry_base_secs: default_retry_base_secs(),
+            max_export_wait: default_max_export_wait(),
             delete_after_download: false,
             on_server_errors: OnServerErrors::default(),
             request_timeout_secs: default_request_timeout_secs(),

@@ -6,6 +6,7 @@
 mod client;
 mod config;
 mod download;
+mod duration;
 mod error;
 mod kickoff;
 mod manifest;
@@ -15,6 +16,7 @@ mod retry;
 
 pub use client::BulkClient;
 pub use config::{BulkConfig, BulkConfigError, ExportLevel, KickOffMethod, OnServerErrors};
+pub use duration::HumaneDuration;
 pub use error::BulkError;
 pub use kickoff::KickOff;
 pub use manifest::{

@@ -29,7 +29,7 @@ use self::prepare::{Prepared, prepare};
 use super::{ExportInfo, SourceRun};
 use crate::{
     auth::redact_url,
-    bulk::{BulkClient, BulkConfig, BulkError, KickOff, OnServerErrors},
+    bulk::{BulkClient, BulkConfig, BulkError, HumaneDuration, KickOff, OnServerErrors},
     failpoint,
     ingest::{self, IngestError, IngestSettings, Outcome, RunContext, RunSpec, RunSummary},
     input::InputError,
@@ -63,6 +63,16 @@ pub enum ExportError {
     /// The run was cancelled before its files were ingested.
     #[error("cancelled")]
     Cancelled,
+    /// The export did not complete within `max_export_wait`: it was cancelled on the
+    /// server and its in-flight record removed; the next run starts a new export.
+    #[error(
+        "the export did not complete within max_export_wait ({limit}): it was cancelled \
+         on the server and nothing committed; the next run starts a new export"
+    )]
+    TimedOut {
+        /// The configured bound.
+        limit: HumaneDuration,
+    },
     /// The server reported failed parts of the export and `on_server_errors = "fail"`:
     /// nothing was committed, the export was cancelled, the checkpoint stays.
     #[error(

@@ -1,6 +1,8 @@
 //! Before the downloads: the checkpoint (repaired after a crash), the export (resumed or
 //! kicked off), its manifest (polled for), and its `error[]` and `deleted[]` files.
 
+use std::time::Duration;
+
 use super::ExportError;
 use crate::{
     auth::redact_url,
@@ -44,9 +46,10 @@ pub(super) async fn prepare(
                 record.kicked_off_at,
                 redact_url(&record.status_url)
             );
-            Some(KickOff::Accepted {
+            let kickoff = KickOff::Accepted {
                 status_url: record.status_url,
-            })
+            };
+            Some((kickoff, since_kick_off(&record.kicked_off_at)))
         }
         Some(_) => {
             // Started from an older checkpoint, which has moved since: already ingested.
@@ -57,12 +60,15 @@ pub(super) async fn prepare(
     };
     let resumed = resume.is_some();
     let (kickoff, manifest) = loop {
-        let kickoff = match resume.take() {
-            Some(kickoff) => kickoff,
-            None => kick_off(state, client, since.as_deref(), seq).await?,
+        let (kickoff, waited) = match resume.take() {
+            Some(resumed) => resumed,
+            None => (
+                kick_off(state, client, since.as_deref(), seq).await?,
+                Duration::ZERO,
+            ),
         };
         *active = Some(kickoff.clone());
-        match wait_for_manifest(client, &kickoff).await {
+        match wait_within_limit(state, client, &kickoff, waited).await {
             Ok(manifest) => break (kickoff, manifest),
             Err(ExportError::Bulk(e)) if resumed && e.needs_new_export() => {
                 tracing::warn!("{}; starting a new export", crate::message::chain(&e));
@@ -183,6 +189,42 @@ async fn kick_off(
     Ok(kickoff)
 }
 
+/// Time since an export's kick-off, from its in-flight record (zero when unreadable).
+fn since_kick_off(kicked_off_at: &str) -> Duration {
+    let Some(micros) = temporal::parse_micros(kicked_off_at) else {
+        return Duration::ZERO;
+    };
+    let elapsed = temporal::unix_now().saturating_mul(1_000_000) - micros;
+    Duration::from_micros(elapsed.max(0).unsigned_abs())
+}
+
+/// Waits for the manifest at most what is left of `max_export_wait` after `waited`
+/// since the kick-off. An export that takes longer is stuck (a server that lost it may
+/// answer 202 for ever): it is cancelled on the server and forgotten, and the run
+/// fails, so that the next run (or the daemon's next firing) starts a new one.
+async fn wait_within_limit(
+    state: &SourceState,
+    client: &BulkClient,
+    kickoff: &KickOff,
+    waited: Duration,
+) -> Result<Manifest, ExportError> {
+    let limit = client.config().max_export_wait;
+    let left = limit.0.saturating_sub(waited);
+    if let Ok(result) = tokio::time::timeout(left, wait_for_manifest(client, kickoff)).await {
+        return result;
+    }
+    if let KickOff::Accepted { status_url } = kickoff
+        && let Err(e) = client.cancel(status_url).await
+    {
+        tracing::warn!(
+            "cancelling the stuck export on the server: {}",
+            crate::message::chain(&e)
+        );
+    }
+    state.clear_in_flight().await?;
+    Err(ExportError::TimedOut { limit })
+}
+
 /// Waits for the manifest, logging the poll progress.
 async fn wait_for_manifest(
     client: &BulkClient,
@@ -284,9 +326,15 @@ fn once_each(deleted: Vec<DeletedRef>) -> Vec<DeletedRef> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn the_wait_of_a_resumed_export_counts_from_its_kick_off() {
+        let hour_ago = temporal::rfc3339(temporal::unix_now() - 3600);
+        let waited = since_kick_off(&hour_ago).as_secs();
+        assert!((3599..3700).contains(&waited), "{waited}");
+        assert_eq!(since_kick_off("garbage"), Duration::ZERO);
+    }
 
     #[test]
     fn deleted_resources_are_recorded_once_each() {
