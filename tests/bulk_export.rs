@@ -892,6 +892,12 @@ fn validate_config_reaches_the_server_and_says_what_would_run_without_writing() 
         "nothing kicked off"
     );
     assert!(!text.contains("s3cret"));
+    // Regression (issue 9, item 13): not even the warehouse directory is created.
+    assert!(
+        !dir.path().join("wh").exists(),
+        "validate-config created the warehouse"
+    );
+    assert!(text.contains("does not exist yet"), "{text}");
     assert_ok(&run(&config, None));
     let text = String::from_utf8_lossy(&validate().stdout).into_owned();
     assert!(text.contains(&format!("changes since {T1}")), "{text}");

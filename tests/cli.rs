@@ -524,3 +524,63 @@ fn an_inline_secret_is_refused_at_its_key_without_its_value() {
         );
     }
 }
+
+/// Every file and directory under `root`, relative, sorted.
+fn tree(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Regression (issue 9, item 13): `validate-config` writes nothing: a warehouse that
+/// does not exist is not created (it says the first run will), and an existing one is
+/// left as it was (no `_probe/`); reading commands say a missing warehouse is missing.
+#[test]
+fn validate_config_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), 3, 0);
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"wh\"\n[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [{:?}]\n",
+            input.display().to_string()
+        ),
+    )
+    .unwrap();
+    let wh = dir.path().join("wh");
+    let validate = || fhir_ingest(&["validate-config", "--config", config.to_str().unwrap()]);
+    let out = validate();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("does not exist yet"), "{}", text(&out));
+    assert!(!wh.exists(), "the warehouse directory was created");
+    let status = fhir_ingest(&["status", "-w", wh.to_str().unwrap()]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert!(
+        text(&status).contains("does not exist"),
+        "{}",
+        text(&status)
+    );
+    assert!(!wh.exists(), "status created the warehouse");
+
+    let run = fhir_ingest(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let before = tree(&wh);
+    let out = validate();
+    assert!(text(&out).contains("reachable"), "{}", text(&out));
+    assert_eq!(tree(&wh), before, "validate-config changed the warehouse");
+    assert!(
+        !before.iter().any(|p| p.starts_with("_probe/")),
+        "{before:?}"
+    );
+}

@@ -15,7 +15,7 @@ use object_store::{
 };
 
 use super::{
-    Warehouse, WarehouseError,
+    Warehouse, WarehouseConfig, WarehouseError, WarehouseLocation,
     config::{RemoteScheme, StoreOptions},
     layout,
 };
@@ -121,6 +121,22 @@ pub(super) fn probe_retry_config(options: &StoreOptions) -> RetryConfig {
 }
 
 impl Warehouse {
+    /// Opens the configured warehouse for commands that only read (`validate-config`,
+    /// `status`, `to-ndjson`): unlike [`open`](Self::open) it creates nothing. A local
+    /// directory that does not exist is [`WarehouseError::Missing`] (the caller says
+    /// what that means: nothing to read, or a warehouse the first run will create);
+    /// object stores are opened as usual (nothing is written until a command writes).
+    pub fn open_existing(config: &WarehouseConfig) -> Result<Self, WarehouseError> {
+        if let WarehouseLocation::Local(path) = &config.location
+            && !path.is_dir()
+        {
+            return Err(WarehouseError::Missing {
+                root: config.location.to_string(),
+            });
+        }
+        Self::open(config)
+    }
+
     /// Checks, before any work, that the warehouse can be listed, written and cleaned:
     /// lists `_runs/`, puts a probe object and deletes it. Wrong credentials, a missing
     /// bucket or an unreachable endpoint fail here with what to check.
