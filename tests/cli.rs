@@ -584,3 +584,36 @@ fn validate_config_writes_nothing() {
         "{before:?}"
     );
 }
+
+/// Regression (issue 9, item 11): an S3 warehouse with no credentials at all says so and
+/// where credentials are looked for (the instance metadata service is pointed at a
+/// closed local port, so the lookup fails at once).
+#[test]
+fn s3_without_any_credentials_says_where_they_are_looked_for() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    let sample = sample_dir().join("Patient.ndjson.gz");
+    let out = command
+        .args([
+            "convert",
+            sample.to_str().unwrap(),
+            "--out",
+            "s3://fhir-ingest-no-credentials/x",
+        ])
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_REGION", "eu-west-1")
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("no credentials were found"), "{msg}");
+    assert!(
+        msg.contains("AWS_ACCESS_KEY_ID") && msg.contains("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        "{msg}"
+    );
+    assert!(!msg.contains("cannot be reached"), "{msg}");
+}

@@ -204,6 +204,20 @@ fn short_detail(text: &str) -> String {
     }
 }
 
+/// Where object_store looks for AWS credentials, in its order; the instance metadata
+/// service is the last, so its failure is what a user without credentials sees.
+const NO_CREDENTIALS_HINT: &str = "give credentials in one of the places looked in, in order: \
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN for temporary ones); \
+    web identity (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN); container credentials \
+    (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, or AWS_CONTAINER_CREDENTIALS_FULL_URI with \
+    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE); the EC2 instance metadata service (an instance \
+    profile; AWS_METADATA_ENDPOINT to use another address). ~/.aws/credentials and \
+    AWS_PROFILE are not read";
+
+/// Paths of the EC2 instance metadata service (IMDSv2 token, IMDSv1 role), which only
+/// the credential lookup asks.
+const INSTANCE_METADATA_PATHS: &[&str] = &["/latest/api/token", "/latest/meta-data/"];
+
 const CREDENTIALS_HINT: &str = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the role / instance profile) and the bucket policy";
 
 /// What a healthcheck failure means, and what to check.
@@ -232,6 +246,11 @@ fn diagnose(error: &object_store::Error, text: &str) -> (&'static str, &'static 
             "the endpoint is plain http://, which is not allowed",
             "use https://, or set warehouse.allow_http = true (or AWS_ALLOW_HTTP=true) for a local test store",
         ),
+        _ if says(INSTANCE_METADATA_PATHS) => (
+            "no credentials were found (the last place looked, the instance metadata \
+             service, did not give any)",
+            NO_CREDENTIALS_HINT,
+        ),
         E::NotFound { .. } => (
             "the bucket or prefix was not found",
             "create the bucket, or check warehouse.url and warehouse.endpoint / warehouse.region",
@@ -250,6 +269,36 @@ fn diagnose(error: &object_store::Error, text: &str) -> (&'static str, &'static 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 9, item 11): no credentials at all is not "the endpoint cannot
+    /// be reached" (it is the instance metadata lookup failing).
+    #[test]
+    fn no_credentials_is_diagnosed_as_such() {
+        let text = "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token \
+            in 4.3s, after 2 retries, max_retries: 2, retry_timeout: 10s  - HTTP error: error \
+            sending request: client error (Connect): tcp connect error: Connection refused (os error 111)";
+        let error = object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        };
+        let (problem, hint) = diagnose(&error, text);
+        assert!(
+            problem.starts_with("no credentials were found"),
+            "{problem}"
+        );
+        for place in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "instance metadata",
+        ] {
+            assert!(hint.contains(place), "{place} missing from {hint}");
+        }
+        let elsewhere = "Generic S3 error: Error performing GET http://127.0.0.1:1/b in 1s - \
+            HTTP error: error sending request: client error (Connect)";
+        let (problem, _) = diagnose(&error, elsewhere);
+        assert_eq!(problem, "the endpoint cannot be reached");
+    }
 
     #[test]
     fn store_errors_are_shortened() {
