@@ -159,6 +159,12 @@ impl Report {
             m.input.bytes as f64 / 1e6 / secs.max(1e-9),
             m.rows()
         ));
+        if m.input.byte_order_marks > 0 {
+            self.line(format!(
+                "  {} byte-order marks stripped from the start of files",
+                m.input.byte_order_marks
+            ));
+        }
         if m.rejected.lines > 0 {
             let kinds: Vec<String> = m
                 .rejected

@@ -148,6 +148,7 @@ pub fn compact_table(
             lines: rows_in,
             bytes: replaced.iter().map(|f| f.bytes).sum(),
             skipped: 0,
+            byte_order_marks: 0,
         },
         replaces: replaced.iter().map(|f| f.path.clone()).collect(),
         rejected: RejectedTotals::default(),
