@@ -4,7 +4,7 @@
 //! The crate is organised by the concepts of the domain, and data flows one way:
 //!
 //! ```text
-//! leaves     schema  decode  view  temporal  auth  bulk  schedule  failpoint
+//! leaves     schema  decode  view  temporal  auth  bulk  schedule  failpoint  message
 //! bytes      input                       files and downloads as chunks of lines
 //! storage    warehouse ◄── sink          layout, manifests, commits; Parquet files
 //! one run    ingest                      read -> decode -> write -> commit (a RunSpec)
@@ -21,6 +21,8 @@
 //! - [`bulk`]: the FHIR Bulk Data `$export` client (kick-off, polling, manifests, downloads);
 //! - [`schedule`]: cron schedules and the loop that fires sources on them;
 //! - [`failpoint`]: test-only crash points (`FHIR_INGEST_FAIL_AT`);
+//! - [`message`]: error chains and the scrubbing of secrets from every text that leaves
+//!   the process;
 //! - [`view`]: SQL on FHIR v2 ViewDefinitions, evaluated on the decoder's tape;
 //! - [`input`]: files on disk and downloads (plain or gzip) as bounded chunks of lines;
 //! - [`warehouse`]: local or object-store warehouses: layout, run manifests, commits;
@@ -45,6 +47,7 @@ pub mod failpoint;
 pub mod ingest;
 pub mod input;
 pub mod maintain;
+pub mod message;
 pub mod schedule;
 pub mod schema;
 pub mod sink;

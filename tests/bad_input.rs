@@ -80,9 +80,112 @@ fn invalid_utf8_is_quarantined_as_base64() {
     let record = assert_rejected(
         "p.ndjson",
         b"{\"resourceType\":\"Patient\",\"id\":\"\xff\xfe\"}",
-        "invalid JSON",
+        // Regression (issue 9, item 10): the byte where it is, not "at character 0".
+        "invalid JSON: not UTF-8: byte 0xFF at byte 32",
     );
     assert!(record["base64"].is_string(), "{record}");
+}
+
+/// Regression (issue 9, item 10): each kind of bad JSON is named in our words, at its
+/// byte, never as simd-json's "InternalError" or "at character 0".
+#[test]
+fn bad_json_is_described_where_it_is() {
+    for (bad, reason) in [
+        (
+            &b"{\"resourceType\":\"Patient\",\"id\":\"a\0b\"}"[..],
+            "a control character (NUL (0x00)) inside a string at byte 33",
+        ),
+        (
+            br#"{"resourceType":"Patient","id":"\ud800"}"#,
+            r"invalid escape at byte 32: \ud800 is half of a UTF-16 surrogate pair",
+        ),
+        (
+            br#"{"resourceType":"Patient","id":"x"}}"#,
+            "'}' at byte 35, after the end of the JSON value",
+        ),
+        (
+            br#"{"resourceType":"Patient","id":"#,
+            "the line ends before an object opened at byte 0 is closed",
+        ),
+    ] {
+        let record = assert_rejected("p.ndjson", bad, reason);
+        let text = record["reason"].as_str().unwrap();
+        assert!(
+            !text.contains("InternalError") && !text.contains("character 0"),
+            "{text}"
+        );
+    }
+}
+
+/// Regression (issue 9, item 10): a plain file that ends inside its last line says so,
+/// as a truncated gzip stream does.
+#[test]
+fn a_plain_file_ending_inside_a_line_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("Patient.ndjson");
+    std::fs::write(
+        &input,
+        format!("{GOOD}\n{GOOD}\n{{\"resourceType\":\"Patient\",\"id\":\"cu"),
+    )
+    .unwrap();
+    let (_, summary) = ingest(&dir.path().join("wh"), &[input], 1.0);
+    assert_eq!(summary.manifest.tables["history/Patient"].rows, 2);
+    assert_eq!(summary.manifest.rejected.by_reason["truncated"], 1);
+    let first = &summary.manifest.rejected.first[0];
+    assert!(
+        first.ends_with(":3: input ends inside this line: the file ends without a newline, and a string opened at byte 31 is not closed"),
+        "{first}"
+    );
+}
+
+/// Regression (issue 9, item 10): a file named .gz that is not gzip says so.
+#[test]
+fn a_gz_file_that_is_not_gzip_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("Patient.ndjson.gz");
+    std::fs::write(&input, format!("{GOOD}\n")).unwrap();
+    let warehouse = fhir_ingest::warehouse::Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let error = ingest_into(&warehouse, &[input], None).unwrap_err();
+    let text = fhir_ingest::message::chain(&error);
+    assert!(
+        text.contains("Patient.ndjson.gz") && text.contains("not gzip"),
+        "{text}"
+    );
+}
+
+/// Regression (issue 9, item 5): a byte-order mark at the start of a file is stripped
+/// (its first line is kept) and counted in the run's input totals.
+#[test]
+fn a_leading_byte_order_mark_is_stripped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("Patient.ndjson");
+    std::fs::write(&input, format!("\u{feff}{GOOD}\n{GOOD}\n")).unwrap();
+    let (_, summary) = ingest(&dir.path().join("wh"), &[input], 0.0);
+    assert_eq!(summary.outcome, fhir_ingest::ingest::Outcome::Complete);
+    assert_eq!(summary.manifest.tables["history/Patient"].rows, 2);
+    assert_eq!(summary.manifest.input.byte_order_marks, 1);
+}
+
+/// Regression (issue 9, item 6): a line with two different resourceType values is
+/// quarantined as ambiguous, not put in the first one's table.
+#[test]
+fn two_different_resource_types_are_ambiguous() {
+    let (records, summary, _dir) = quarantine_of(
+        "export.ndjson",
+        br#"{"resourceType":"Patient","id":"x","resourceType":"Observation"}"#,
+        1.0,
+    );
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        summary.manifest.rejected.by_reason["ambiguous_resource_type"],
+        1
+    );
+    assert!(
+        records[0]["reason"].as_str().unwrap().contains("ambiguous"),
+        "{}",
+        records[0]
+    );
+    assert_eq!(summary.manifest.tables["history/Patient"].rows, 2);
 }
 
 #[test]

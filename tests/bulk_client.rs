@@ -988,3 +988,50 @@ async fn cut_after_last_byte_then_416_is_complete() {
         .expect("download");
     assert!(got == body);
 }
+
+/// Regression (issue 9, item 3): each `_typeFilter` is its own parameter on GET (a
+/// filter's commas are kept), and `allow_partial_manifests` is sent as
+/// `allowPartialManifests` (GET and POST).
+#[tokio::test]
+async fn type_filters_are_one_parameter_each_and_partial_manifests_can_be_allowed() {
+    let mock = Mock::start(|_, c| accepted(&format!("{}/status/1", c.base))).await;
+    let mut c = cfg(&mock.base);
+    c.type_filter = vec![
+        "Patient?gender=female,other".into(),
+        "Observation?status=final".into(),
+    ];
+    c.allow_partial_manifests = Some(true);
+    BulkClient::new(c.clone())
+        .expect("client")
+        .kick_off(None)
+        .await
+        .expect("kick-off");
+    let query = mock.requests()[0].query.clone().unwrap_or_default();
+    let pairs: Vec<(String, String)> = reqwest::Url::parse(&format!("http://x/?{query}"))
+        .expect("query")
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(
+        pairs,
+        [
+            pair("_typeFilter", "Patient?gender=female,other"),
+            pair("_typeFilter", "Observation?status=final"),
+            pair("allowPartialManifests", "true"),
+        ]
+    );
+    c.method = KickOffMethod::Post;
+    c.allow_partial_manifests = Some(false);
+    BulkClient::new(c)
+        .expect("client")
+        .kick_off(None)
+        .await
+        .expect("kick-off");
+    let body: serde_json::Value =
+        serde_json::from_slice(&mock.requests()[1].body).expect("Parameters");
+    assert_eq!(
+        body["parameter"][2],
+        json!({"name": "allowPartialManifests", "valueBoolean": false})
+    );
+}

@@ -39,6 +39,20 @@ struct ServerState {
     failing_file: Option<String>,
     /// A file name whose body sends one line and then hangs.
     hanging_file: Option<String>,
+    /// Answer every FHIR request 401 with a body quoting the Authorization header.
+    echo_unauthorized: bool,
+    /// Kick-offs to answer 429 (Retry-After 0.4 s) before accepting one.
+    kickoffs_throttled: usize,
+    /// The answers of the status polls (status, Retry-After), in order, before the
+    /// manifest; empty: one 202, then the manifest.
+    status_script: Vec<(u16, &'static str)>,
+    /// A file name that answers 410 (expired).
+    gone_file: Option<String>,
+    /// The first export's `error[]` issue has severity `error` (a failed part), not
+    /// `warning`.
+    failed_parts: bool,
+    /// The transactionTime of a job, instead of the one its `_since` gives.
+    transaction_times: BTreeMap<usize, &'static str>,
 }
 
 fn patient(id: &str, version: u32) -> String {
@@ -60,7 +74,7 @@ fn gzip(text: &str) -> Vec<u8> {
 }
 
 /// The files of the first (full) export and of the second (`_since` = T1).
-fn file_body(job_since: Option<&str>, name: &str) -> Option<Vec<u8>> {
+fn file_body(job_since: Option<&str>, name: &str, failed_parts: bool) -> Option<Vec<u8>> {
     let lines = |l: Vec<String>| Some((l.join("\n") + "\n").into_bytes());
     match (job_since, name) {
         (None, "Patient.ndjson") => lines(vec![patient("p1", 1), patient("p2", 1)]),
@@ -76,13 +90,21 @@ fn file_body(job_since: Option<&str>, name: &str) -> Option<Vec<u8>> {
             observation("o1"),
             observation("o2")
         ))),
+        // A warning unless the test asks for a failed part (which holds the checkpoint).
         (None, "errors.ndjson") => lines(vec![json!({"resourceType":"OperationOutcome","issue":[
-            {"severity":"error","code":"processing","diagnostics":"Could not export Observation/o9"}]})
+            {"severity": if failed_parts { "error" } else { "warning" }, "code":"processing",
+             "diagnostics":"Could not export Observation/o9"}]})
         .to_string()]),
         (Some(T1), "Patient.ndjson") => lines(vec![patient("p1", 2), patient("p4", 2)]),
-        (Some(T1), "deleted.ndjson") => lines(vec![json!({"resourceType":"Bundle","type":"transaction",
-            "entry":[{"request":{"method":"DELETE","url":"Patient/p2"}}]})
-        .to_string()]),
+        // p2 listed twice (two Bundles, one with a version): recorded once.
+        (Some(T1), "deleted.ndjson") => lines(vec![
+            json!({"resourceType":"Bundle","type":"transaction",
+                "entry":[{"request":{"method":"DELETE","url":"Patient/p2"}}]})
+            .to_string(),
+            json!({"resourceType":"Bundle","type":"transaction",
+                "entry":[{"request":{"method":"DELETE","url":"Patient/p2/_history/2"}}]})
+            .to_string(),
+        ]),
         _ => None,
     }
 }
@@ -114,6 +136,13 @@ fn manifest(base: &str, job: usize, since: Option<&str>) -> serde_json::Value {
 fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body> {
     let mut state = state.lock().unwrap();
     let parts: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    if state.echo_unauthorized {
+        let quoted = req.header("authorization").unwrap_or("-");
+        return json(
+            401,
+            json!({"error": "invalid_token", "detail": format!("rejected Authorization: {quoted}")}),
+        );
+    }
     match (req.method.as_str(), parts.as_slice()) {
         ("GET", ["fhir", "metadata"]) => json(
             200,
@@ -130,6 +159,10 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
                     .find_map(|p| p.strip_prefix("_since="))
                     .map(|v| v.replace("%3A", ":"))
             });
+            if state.kickoffs_throttled > 0 {
+                state.kickoffs_throttled -= 1;
+                return with_headers(429, &[("retry-after", "0.4")]);
+            }
             state.kickoffs.push(since.clone());
             let job = state.kickoffs.len() - 1;
             if state.synchronous {
@@ -146,10 +179,20 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
                 state.expired.insert(job);
                 return status(202);
             }
-            if state.never_complete || cx.nth == 0 {
+            if let Some(&(code, retry_after)) = state.status_script.get(cx.nth) {
+                return with_headers(
+                    code,
+                    &[("x-progress", "collecting"), ("retry-after", retry_after)],
+                );
+            }
+            if state.never_complete || (cx.nth == 0 && state.status_script.is_empty()) {
                 return with_headers(202, &[("x-progress", "collecting"), ("retry-after", "0")]);
             }
-            json(200, manifest(&cx.base, job, state.kickoffs[job].as_deref()))
+            let mut body = manifest(&cx.base, job, state.kickoffs[job].as_deref());
+            if let Some(time) = state.transaction_times.get(&job) {
+                body["transactionTime"] = json!(time);
+            }
+            json(200, body)
         }
         ("GET", ["files", job, name]) => {
             let job: usize = job.parse().unwrap();
@@ -158,6 +201,9 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
             }
             if state.failing_file.as_deref() == Some(*name) {
                 return status(500);
+            }
+            if state.gone_file.as_deref() == Some(*name) {
+                return status(410);
             }
             if state.hanging_file.as_deref() == Some(*name) {
                 let first = futures::stream::iter([Ok::<_, std::io::Error>(
@@ -169,7 +215,7 @@ fn handle(state: &Mutex<ServerState>, req: &Recorded, cx: &Ctx) -> Response<Body
                 });
                 return ndjson(Body::from_stream(futures::StreamExt::chain(first, hang)));
             }
-            match file_body(state.kickoffs[job].as_deref(), name) {
+            match file_body(state.kickoffs[job].as_deref(), name, state.failed_parts) {
                 Some(body) => ndjson(body),
                 None => status(404),
             }
@@ -405,11 +451,12 @@ fn full_then_incremental_export_with_checkpoint() {
     assert_eq!(runs[0].transaction_time.as_deref(), Some(T1));
     assert_eq!(runs[0].input.skipped, 1, "the Parameters header line");
     assert_eq!(runs[0].rejected.lines, 0, "{:?}", runs[0].rejected);
+    // A warning: recorded and shown, and the checkpoint moves on.
     assert_eq!(
         runs[0].server_errors,
-        ["error (processing): Could not export Observation/o9"]
+        ["warning (processing): Could not export Observation/o9"]
     );
-    assert_eq!(runs[1].deleted.len(), 1);
+    assert_eq!(runs[1].deleted.len(), 1, "each deleted resource once");
     assert_eq!(
         (
             runs[1].deleted[0].resource_type.as_str(),
@@ -924,6 +971,12 @@ fn validate_config_reaches_the_server_and_says_what_would_run_without_writing() 
         "nothing kicked off"
     );
     assert!(!text.contains("s3cret"));
+    // Regression (issue 9, item 13): not even the warehouse directory is created.
+    assert!(
+        !dir.path().join("wh").exists(),
+        "validate-config created the warehouse"
+    );
+    assert!(text.contains("does not exist yet"), "{text}");
     assert_ok(&run(&config, None));
     let text = String::from_utf8_lossy(&validate().stdout).into_owned();
     assert!(text.contains(&format!("changes since {T1}")), "{text}");
@@ -958,4 +1011,258 @@ fn json_log_lines_for_log_shippers() {
             .iter()
             .all(|l| l["level"] == "info" && l["time"].is_string())
     );
+}
+
+/// Regression (issue 9, item 7): a server answering 401 with a body that quotes our
+/// token: neither `run` (text or JSON logs) nor `validate-config` prints the token.
+#[test]
+fn a_token_echoed_by_the_server_is_never_printed() {
+    let server = server();
+    server.state.lock().unwrap().echo_unauthorized = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let binary = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"))
+            .args(args)
+            .arg(&config)
+            .env("FHIR_INGEST_TEST_TOKEN", "s3cret-token")
+            .env_remove(fhir_ingest::failpoint::ENV)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), text)
+    };
+    for args in [
+        &["run", "--config"][..],
+        &["--log-format", "json", "run", "--config"],
+        &["validate-config", "--config"],
+    ] {
+        let (code, text) = binary(args);
+        assert_eq!(code, Some(1), "{args:?}: {text}");
+        assert!(text.contains("HTTP 401"), "{args:?}: {text}");
+        assert!(
+            text.contains("rejected Authorization: Bearer ***"),
+            "{args:?}: {text}"
+        );
+        assert!(
+            !text.contains("s3cret"),
+            "{args:?}: the token is printed: {text}"
+        );
+    }
+    let sent = server.mock.requests_to("GET", "/fhir/metadata");
+    assert_eq!(sent[0].header("authorization"), Some("Bearer s3cret-token"));
+}
+
+/// Regression (issue 9, item 12): a kick-off answered 429 says how long it waits; each
+/// poll line shows that poll's own answer and wait (a 429 and a 503 named as such).
+#[test]
+fn throttled_and_failed_polls_are_shown_with_their_own_wait() {
+    let server = server();
+    {
+        let mut state = server.state.lock().unwrap();
+        state.kickoffs_throttled = 1;
+        state.status_script = vec![(202, "0.3"), (429, "0.6"), (503, "0")];
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace("poll_max_secs = 0.2", "poll_max_secs = 2")
+        .replace("retry_base_secs = 0.02", "retry_base_secs = 0.5");
+    std::fs::write(&config, text).unwrap();
+    let output = run(&config, None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in [
+        "kick-off answered HTTP 429 Too Many Requests: retrying in 0.4 s (retry 1 of 2)",
+        "export in progress: collecting (poll 1, next in 0.3 s)",
+        "status poll 2 answered HTTP 429 Too Many Requests: next poll in 0.6 s",
+        "status poll 3 failed (HTTP 503",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains("in progress: -"), "{stderr}");
+}
+
+/// Regression (issue 9, item 12): a file that answers 410 fails the run with its URL
+/// named once.
+#[test]
+fn a_file_gone_names_its_url_once() {
+    let server = server();
+    server.state.lock().unwrap().gone_file = Some("Observation.ndjson".into());
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let output = run(&config, None);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line in:\n{stderr}"));
+    assert!(error.contains("HTTP 410"), "{error}");
+    assert_eq!(
+        error.matches("/files/0/Observation.ndjson").count(),
+        1,
+        "{error}"
+    );
+}
+
+/// A bulk source's config with `on_server_errors = policy`.
+fn write_config_with_policy(dir: &Path, base: &str, policy: &str) -> std::path::PathBuf {
+    let path = write_config(dir, base);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "delete_after_download = true\n",
+        &format!("delete_after_download = true\non_server_errors = \"{policy}\"\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn in_flight(root: &Path) -> bool {
+    root.join("_state/ehr/in-flight.json").exists()
+}
+
+/// Regression (issue 9, item 1): failed parts of an export (error[] issues of severity
+/// error) commit what arrived, keep the checkpoint and exit 3, naming what failed; the
+/// next run asks again from the same _since (a new export, not the finished one), even
+/// after a crash between the commit and the end of the run.
+#[test]
+fn failed_parts_of_an_export_hold_the_checkpoint() {
+    let server = server();
+    server.state.lock().unwrap().failed_parts = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let root = dir.path().join("wh");
+
+    let first = run(&config, None);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(
+        first.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("INCOMPLETE")
+            && stdout.contains("error (processing): Could not export Observation/o9")
+            && stdout.contains("checkpoint held"),
+        "{stdout}"
+    );
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(!in_flight(&root), "the finished export is not resumed");
+    assert_eq!(committed(&root).len(), 6, "what arrived is committed");
+    let warehouse = Warehouse::open_local(&root).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let runs = runtime.block_on(warehouse.committed_runs()).unwrap();
+    assert_eq!(
+        runs[0].server_errors,
+        ["error (processing): Could not export Observation/o9"],
+        "the severity is kept"
+    );
+
+    // A crash after the commit of the next (still incomplete) export: the rerun does
+    // not move the checkpoint to that committed run.
+    server
+        .state
+        .lock()
+        .unwrap()
+        .transaction_times
+        .insert(1, "2026-01-01T06:00:00.000Z");
+    let crashed = run(&config, Some("after-commit"));
+    assert_eq!(
+        crashed.status.code(),
+        Some(fhir_ingest::failpoint::EXIT_STATUS)
+    );
+    assert_eq!(run(&config, None).status.code(), Some(3));
+    assert_eq!(checkpoint(&root), (0, None));
+
+    // The server recovers: the next run asks again for a full export and moves on.
+    {
+        let mut state = server.state.lock().unwrap();
+        state.failed_parts = false;
+        state
+            .transaction_times
+            .insert(2, "2026-01-01T12:00:00.000Z");
+    }
+    assert_ok(&run(&config, None));
+    assert_eq!(
+        checkpoint(&root).1.unwrap().transaction_time,
+        "2026-01-01T12:00:00.000Z"
+    );
+    assert_eq!(server.state.lock().unwrap().kickoffs, [None, None, None]);
+}
+
+/// Regression (issue 9, item 1): `on_server_errors = "fail"` commits nothing and
+/// cancels the export; `"ignore"` moves the checkpoint on as before.
+#[test]
+fn on_server_errors_fail_and_ignore() {
+    let failing = server();
+    failing.state.lock().unwrap().failed_parts = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with_policy(dir.path(), &failing.mock.base, "fail");
+    let root = dir.path().join("wh");
+    let failed = run(&config, None);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("on_server_errors = \"fail\"")
+            && stderr.contains("Could not export Observation/o9"),
+        "{stderr}"
+    );
+    assert!(committed(&root).is_empty());
+    assert_eq!(checkpoint(&root), (0, None));
+    assert!(!in_flight(&root));
+    assert_eq!(failing.mock.requests_to("DELETE", "/status/0").len(), 1);
+    assert!(
+        failing
+            .mock
+            .requests_to("GET", "/files/0/Patient.ndjson")
+            .is_empty()
+    );
+
+    let other = server();
+    other.state.lock().unwrap().failed_parts = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with_policy(dir.path(), &other.mock.base, "ignore");
+    let root = dir.path().join("wh");
+    assert_ok(&run(&config, None));
+    assert_eq!(checkpoint(&root).1.unwrap().transaction_time, T1);
+}
+
+/// Regression (issue 9, item 2): an export that never completes is given up after
+/// `max_export_wait`: cancelled on the server, forgotten, and the run fails clearly.
+#[test]
+fn a_stuck_export_is_cancelled_after_max_export_wait() {
+    let server = server();
+    server.state.lock().unwrap().never_complete = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &server.mock.base);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "delete_after_download = true\n",
+        "delete_after_download = true\nmax_export_wait = \"0.5s\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let root = dir.path().join("wh");
+    let started = Instant::now();
+    let output = run(&config, None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "bounded");
+    assert!(
+        stderr.contains("did not complete within max_export_wait (0.5s)"),
+        "{stderr}"
+    );
+    assert_eq!(server.mock.requests_to("DELETE", "/status/0").len(), 1);
+    assert!(
+        !in_flight(&root),
+        "forgotten: the next run starts a new export"
+    );
+    assert_eq!(checkpoint(&root), (0, None));
+
+    server.state.lock().unwrap().never_complete = false;
+    assert_ok(&run(&config, None));
+    assert_eq!(server.state.lock().unwrap().kickoffs, [None, None]);
 }

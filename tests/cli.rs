@@ -526,3 +526,172 @@ fn views_from_configuration_to_a_file_and_a_bad_view_named_by_its_pointer() {
         "{message}"
     );
 }
+
+/// Regression (issue 9, item 9): an error shows its cause once, either in its own text
+/// or as its source, never both; TOML errors are not quoted twice (nor the file's line).
+#[test]
+fn error_texts_show_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = |out: &Output, part: &str| {
+        let msg = text(out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert_eq!(msg.matches(part).count(), 1, "{part:?} once in: {msg}");
+    };
+    let missing = dir.path().join("missing.tgz");
+    let out = fhir_ingest(&[
+        "schema",
+        "generate",
+        "--package",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.path().join("s").to_str().unwrap(),
+    ]);
+    once(&out, "(os error 2)");
+    let out = fhir_ingest(&["run", "--config", missing.to_str().unwrap()]);
+    once(&out, "(os error 2)");
+
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, "[parquet]\ncompression = 5\n").unwrap();
+    let out = fhir_ingest(&["run", "--config", config.to_str().unwrap()]);
+    once(&out, "wanted string or table");
+    let msg = text(&out);
+    assert!(
+        msg.contains("`parquet.compression` (line 2, column 15)") && !msg.contains(" | "),
+        "the key and place, not the file's text: {msg}"
+    );
+
+    let source = "[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [\"p.toml\"]\n";
+    std::fs::write(
+        &config,
+        format!("{source}[[views]]\npath = \"nowhere.json\"\n"),
+    )
+    .unwrap();
+    let out = fhir_ingest(&["validate-config", "--config", config.to_str().unwrap()]);
+    once(&out, "(os error 2)");
+    std::fs::write(dir.path().join("bad.json"), "{").unwrap();
+    std::fs::write(&config, format!("{source}[[views]]\npath = \"bad.json\"\n")).unwrap();
+    let out = fhir_ingest(&["validate-config", "--config", config.to_str().unwrap()]);
+    once(&out, "EOF while parsing");
+}
+
+/// Regression (issue 9, item 8): a secret written inline is refused at its key, with how
+/// to give it, and its value is never printed.
+#[test]
+fn an_inline_secret_is_refused_at_its_key_without_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x/fhir\"\n\
+         [sources.bulk.auth]\ntype = \"bearer\"\ntoken = \"abc-inline-token\"\n",
+    )
+    .unwrap();
+    for command in ["validate-config", "run"] {
+        let out = fhir_ingest(&[command, "--config", config.to_str().unwrap()]);
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{msg}");
+        assert!(
+            msg.contains("`sources[0].bulk.auth.token`")
+                && msg.contains("{ env = \"NAME\" }")
+                && msg.contains("{ file = \"path\" }"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("abc-inline-token"),
+            "the value is echoed: {msg}"
+        );
+    }
+}
+
+/// Every file and directory under `root`, relative, sorted.
+fn tree(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Regression (issue 9, item 13): `validate-config` writes nothing: a warehouse that
+/// does not exist is not created (it says the first run will), and an existing one is
+/// left as it was (no `_probe/`); reading commands say a missing warehouse is missing.
+#[test]
+fn validate_config_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_lines(dir.path(), 3, 0);
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"wh\"\n[[sources]]\nname = \"s\"\nkind = \"files\"\npaths = [{:?}]\n",
+            input.display().to_string()
+        ),
+    )
+    .unwrap();
+    let wh = dir.path().join("wh");
+    let validate = || fhir_ingest(&["validate-config", "--config", config.to_str().unwrap()]);
+    let out = validate();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("does not exist yet"), "{}", text(&out));
+    assert!(!wh.exists(), "the warehouse directory was created");
+    let status = fhir_ingest(&["status", "-w", wh.to_str().unwrap()]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert!(
+        text(&status).contains("does not exist"),
+        "{}",
+        text(&status)
+    );
+    assert!(!wh.exists(), "status created the warehouse");
+
+    let run = fhir_ingest(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    let before = tree(&wh);
+    let out = validate();
+    assert!(text(&out).contains("reachable"), "{}", text(&out));
+    assert_eq!(tree(&wh), before, "validate-config changed the warehouse");
+    assert!(
+        !before.iter().any(|p| p.starts_with("_probe/")),
+        "{before:?}"
+    );
+}
+
+/// Regression (issue 9, item 11): an S3 warehouse with no credentials at all says so and
+/// where credentials are looked for (the instance metadata service is pointed at a
+/// closed local port, so the lookup fails at once).
+#[test]
+fn s3_without_any_credentials_says_where_they_are_looked_for() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    let sample = sample_dir().join("Patient.ndjson.gz");
+    let out = command
+        .args([
+            "convert",
+            sample.to_str().unwrap(),
+            "--out",
+            "s3://fhir-ingest-no-credentials/x",
+        ])
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_REGION", "eu-west-1")
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("no credentials were found"), "{msg}");
+    assert!(
+        msg.contains("AWS_ACCESS_KEY_ID") && msg.contains("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        "{msg}"
+    );
+    assert!(!msg.contains("cannot be reached"), "{msg}");
+}

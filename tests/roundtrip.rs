@@ -117,3 +117,79 @@ fn shared_data_round_trips_exactly() {
     let n = assert_round_trip(&inputs);
     eprintln!("{n} resources round-tripped");
 }
+
+/// The number tokens of a JSON text (outside strings), sorted.
+fn number_tokens(text: &str) -> Vec<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'-' | b'0'..=b'9' if !in_string => {
+                let end = i + bytes[i..]
+                    .iter()
+                    .take_while(|b| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .count();
+                out.push(text[i..end].to_owned());
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.sort();
+    out
+}
+
+/// Regression (issue 9, item 4): numbers beyond the float range are kept, and
+/// `to-ndjson` gives back every number exactly as written, exponents included
+/// (`1E-400`, `0.1e1`), whether typed, in a list or in the overflow.
+#[test]
+fn to_ndjson_gives_back_every_number_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("numbers.ndjson");
+    let lines = [
+        r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},"valueQuantity":{"value":1E-400},"referenceRange":[{"low":{"value":0.1e1},"high":{"value":2E+3}}]}"#,
+        r#"{"resourceType":"Observation","id":"o2","status":"final","code":{"text":"x"},"valueQuantity":{"value":1e400},"component":[{"code":{"text":"c"},"valueQuantity":{"value":-1E400}}]}"#,
+        r#"{"resourceType":"Patient","id":"p1","multipleBirthInteger":1E2,"unknownThing":{"x":[1E5,0.1e1,-0e0,1e400]},"extension":[{"url":"u","valueDecimal":0.1E1}]}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    // Kept, and equal as JSON values.
+    assert_eq!(assert_round_trip(std::slice::from_ref(&file)), lines.len());
+
+    let (warehouse, _) = ingest(&dir.path().join("wh"), &[file], 0.0);
+    let out = dir.path().join("out");
+    let registry = registry();
+    runtime()
+        .block_on(fhir_ingest::maintain::rebuild::to_ndjson(
+            &warehouse,
+            &registry,
+            &out,
+            &[],
+            fhir_ingest::maintain::rebuild::Versions::All,
+        ))
+        .unwrap();
+    let mut written: HashMap<String, String> = HashMap::new();
+    for name in ["Observation.ndjson", "Patient.ndjson"] {
+        for line in std::fs::read_to_string(out.join(name)).unwrap().lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            written.insert(value["id"].as_str().unwrap().to_owned(), line.to_owned());
+        }
+    }
+    for original in lines {
+        let value: serde_json::Value = serde_json::from_str(original).unwrap();
+        let back = &written[value["id"].as_str().unwrap()];
+        assert_eq!(
+            number_tokens(back),
+            number_tokens(original),
+            "\n  wrote    {back}\n  original {original}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(back).unwrap(),
+            value
+        );
+    }
+}

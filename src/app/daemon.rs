@@ -189,14 +189,8 @@ async fn vacuum_on_schedule(
     }
 }
 
-/// An error with its causes, `a: b: c`.
+/// An error with its causes, `a: b: c`, scrubbed of secrets (see
+/// [`crate::message::chain`]).
 pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::message::chain(error)
 }

@@ -12,86 +12,25 @@
 //! discovery, the signed client assertion, token requests and renewal), `redact`
 //! ([`redact_url`] for URLs in errors and logs) and `error` ([`AuthError`]).
 
+mod config;
 mod error;
 mod redact;
 mod secret;
 mod smart;
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+pub use config::AuthConfig;
 pub use error::AuthError;
 pub use redact::redact_url;
 pub use secret::{Secret, SecretSource};
 pub use smart::JwtAlgorithm;
 use smart::SmartState;
 pub(crate) use smart::random_u64;
-
-fn default_scope() -> String {
-    "system/*.read".to_owned()
-}
-
-fn default_oneup_user_id() -> String {
-    "client".to_owned()
-}
-
-/// Authentication configuration, tagged by `type`.
-///
-/// ```toml
-/// [auth]
-/// type = "smart"
-/// client_id = "my-client"
-/// private_key = "/etc/fhir-ingest/key.pem"
-/// kid = "key-1"
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AuthConfig {
-    /// No credentials (the default).
-    #[default]
-    None,
-    /// A static bearer token sent as `Authorization: Bearer <token>`.
-    Bearer {
-        /// Where the token is read from. Required, no default. On a `401` the source is read
-        /// again and the request retried once (so a rotated token file is picked up).
-        token: SecretSource,
-    },
-    /// 1upHealth client headers: `client_id`, `client_secret` and `x-oneup-user-id`, sent on
-    /// kick-off, status polls and every file download.
-    Oneup {
-        /// Source of the `client_id` header value. Required, no default.
-        client_id: SecretSource,
-        /// Source of the `client_secret` header value. Required, no default.
-        client_secret: SecretSource,
-        /// Value of the `x-oneup-user-id` header. Default: `"client"`.
-        #[serde(default = "default_oneup_user_id")]
-        user_id: String,
-    },
-    /// SMART Backend Services (client credentials grant with a signed JWT assertion).
-    Smart {
-        /// The registered client id (`iss` and `sub` of the assertion). Required, no default.
-        client_id: String,
-        /// Path of the private key PEM file. Required, no default.
-        private_key: PathBuf,
-        /// Signing algorithm. Default: `RS384`.
-        #[serde(default)]
-        alg: JwtAlgorithm,
-        /// `kid` header of the assertion (the key id in the registered JWKS). Required, no default.
-        kid: String,
-        /// Requested scope. Default: `"system/*.read"`.
-        #[serde(default = "default_scope")]
-        scope: String,
-        /// Token endpoint. Default: none, discovered from
-        /// `[base]/.well-known/smart-configuration`.
-        #[serde(default)]
-        token_url: Option<String>,
-    },
-}
 
 /// Credential headers for one request, with the token generation they were made from
 /// (pass it back to [`Auth::reauthenticate`] after a `401`).
@@ -275,33 +214,4 @@ fn bearer(token: &Secret, generation: u64) -> Result<Credentials, AuthError> {
         headers,
         generation,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_parses_and_rejects_inline_tokens() {
-        let c: AuthConfig =
-            serde_json::from_str(r#"{"type":"bearer","token":{"env":"TOK"}}"#).expect("parse");
-        assert_eq!(
-            c,
-            AuthConfig::Bearer {
-                token: SecretSource::Env("TOK".into())
-            }
-        );
-        assert!(serde_json::from_str::<AuthConfig>(r#"{"type":"bearer","token":"abc"}"#).is_err());
-        assert!(
-            serde_json::from_str::<AuthConfig>(r#"{"type":"bearer","token":{"env":"T"},"x":1}"#)
-                .is_err()
-        );
-        let s: AuthConfig = serde_json::from_str(
-            r#"{"type":"smart","client_id":"c","private_key":"k.pem","kid":"1","alg":"ES384"}"#,
-        )
-        .expect("parse smart");
-        assert!(
-            matches!(s, AuthConfig::Smart { alg: JwtAlgorithm::ES384, ref scope, .. } if scope == "system/*.read")
-        );
-    }
 }

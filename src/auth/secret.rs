@@ -4,20 +4,81 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 
 use super::AuthError;
 
 /// Where a secret is read from. Never inline in the configuration.
 ///
 /// In TOML: `token = { env = "EHR_TOKEN" }` or `token = { file = "/run/secrets/ehr-token" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// A value written inline (`token = "abc"`) is refused with an error that says so and
+/// does not repeat the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SecretSource {
     /// Name of an environment variable holding the secret.
     Env(String),
     /// Path of a file holding the secret (surrounding whitespace is trimmed).
     File(PathBuf),
+}
+
+/// The refusal of anything but `{ env = "NAME" }` or `{ file = "path" }`.
+const NOT_INLINE: &str = "a secret is never written in the configuration: \
+    write { env = \"NAME\" } (an environment variable holding it) or \
+    { file = \"path\" } (a file holding it)";
+
+/// The table form, `{ env = "NAME" }` or `{ file = "path" }`.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum SecretTable {
+    Env(String),
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+/// Takes a table only; any other value is refused without being quoted (serde's own
+/// message would quote it).
+struct SecretVisitor;
+
+impl<'de> de::Visitor<'de> for SecretVisitor {
+    type Value = SecretSource;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("{ env = \"NAME\" } or { file = \"path\" }")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<SecretSource, A::Error> {
+        Ok(
+            match SecretTable::deserialize(de::value::MapAccessDeserializer::new(map))? {
+                SecretTable::Env(var) => SecretSource::Env(var),
+                SecretTable::File(path) => SecretSource::File(path),
+            },
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<SecretSource, E> {
+        Err(E::custom(NOT_INLINE))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretSource, E> {
+        Err(E::custom(NOT_INLINE))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretSource, E> {
+        Err(E::custom(NOT_INLINE))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<SecretSource, E> {
+        Err(E::custom(NOT_INLINE))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretSource, E> {
+        Err(E::custom(NOT_INLINE))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<SecretSource, A::Error> {
+        Err(de::Error::custom(NOT_INLINE))
+    }
 }
 
 impl SecretSource {
@@ -40,7 +101,7 @@ impl SecretSource {
         if value.is_empty() {
             return Err(AuthError::EmptySecret { origin });
         }
-        Ok(Secret(value.to_owned()))
+        Ok(Secret::new(value))
     }
 }
 
@@ -49,9 +110,12 @@ impl SecretSource {
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret value.
+    /// Wraps a secret value and registers it for scrubbing
+    /// ([`crate::message::register_secret`]): no text that leaves the process shows it.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value = value.into();
+        crate::message::register_secret(&value);
+        Secret(value)
     }
     /// The secret value itself; only for putting it on the wire.
     pub fn expose(&self) -> &str {

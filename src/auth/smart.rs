@@ -173,8 +173,11 @@ impl Auth {
             iat: now,
             jti,
         };
-        jsonwebtoken::encode(&header, &claims, &state.key)
-            .map_err(|e| AuthError::Sign(e.to_string()))
+        let assertion = jsonwebtoken::encode(&header, &claims, &state.key)
+            .map_err(|e| AuthError::Sign(e.to_string()))?;
+        // A token endpoint may quote the assertion in its error: never show it.
+        crate::message::register_secret(&assertion);
+        Ok(assertion)
     }
 
     async fn fetch_token(
@@ -226,7 +229,7 @@ impl Auth {
             return Err(AuthError::TokenRejected {
                 url: safe,
                 status: status.as_u16(),
-                message,
+                message: crate::message::scrub(&message).into_owned(),
             });
         }
         let body = body.ok_or_else(|| AuthError::TokenRejected {
@@ -272,11 +275,22 @@ fn load_key(path: &Path, alg: JwtAlgorithm) -> Result<jsonwebtoken::EncodingKey,
         message,
     };
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    register_pem(&pem);
     let key = match alg {
         JwtAlgorithm::RS384 => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
         JwtAlgorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
     };
     key.map_err(|e| err(e.to_string()))
+}
+
+/// Registers a private key for scrubbing: the whole PEM and each line of its body, so
+/// that not even a part of it is ever shown.
+fn register_pem(pem: &[u8]) {
+    let text = String::from_utf8_lossy(pem);
+    crate::message::register_secret(&text);
+    for line in text.lines().filter(|l| !l.starts_with("-----")) {
+        crate::message::register_secret(line);
+    }
 }
 
 fn excerpt(text: &str) -> String {

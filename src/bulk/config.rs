@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::HumaneDuration;
 use crate::auth::AuthConfig;
 
 /// A key of `[sources.bulk]` with a value that makes no sense, and why.
@@ -40,6 +41,39 @@ pub enum KickOffMethod {
     Post,
 }
 
+/// What a run does when the export's `error[]` files report issues of severity `error`
+/// or `fatal` (parts the server could not export, such as "Failed to export
+/// Claim.ndjson"). Issues of severity `warning` or `information` never change the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnServerErrors {
+    /// Commit what arrived (it is valid) but keep the checkpoint where it was and forget
+    /// the export, so the next run asks again from the same `_since`; the run is partial
+    /// (exit status 3) and its report names the failed parts (default).
+    #[default]
+    HoldCheckpoint,
+    /// Commit nothing and fail the run (the export is cancelled on the server); the next
+    /// run asks again from the same `_since`.
+    Fail,
+    /// Record the issues in the run manifest and move the checkpoint on as if the export
+    /// were complete: what failed is not asked for again.
+    Ignore,
+}
+
+impl OnServerErrors {
+    /// The value as written in `pipeline.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HoldCheckpoint => "hold-checkpoint",
+            Self::Fail => "fail",
+            Self::Ignore => "ignore",
+        }
+    }
+}
+
+fn default_max_export_wait() -> HumaneDuration {
+    HumaneDuration(Duration::from_secs(6 * 3600))
+}
 fn default_parallel_downloads() -> usize {
     4
 }
@@ -59,8 +93,9 @@ fn default_request_timeout_secs() -> f64 {
     60.0
 }
 
-/// Bulk Data client configuration. Repeated values of `_type`, `_typeFilter`, `_elements` and
-/// `patient` are sent joined with commas (GET) or as repeated parameters (POST).
+/// Bulk Data client configuration. Repeated values of `_type`, `_elements` and `patient`
+/// are sent joined with commas (GET) or as repeated parameters (POST); `_typeFilter` is
+/// always one parameter per entry (a filter may itself hold commas).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkConfig {
@@ -89,9 +124,17 @@ pub struct BulkConfig {
     /// `_until`: only resources changed before this instant. Default: none.
     #[serde(default)]
     pub until: Option<String>,
-    /// `_typeFilter` queries such as `Observation?status=final`. Default: empty.
+    /// `_typeFilter` queries such as `Observation?status=final`, each sent as its own
+    /// `_typeFilter` parameter (Bulk Data 2.0), so a filter keeps its commas
+    /// (`Patient?gender=female,other`). Default: empty.
     #[serde(default)]
     pub type_filter: Vec<String>,
+    /// `allowPartialManifests`: `true` lets the server split the manifest into pages
+    /// (followed and merged here) and list files before all are ready (the run still
+    /// waits for the complete export); `false` asks it not to. Default: not sent (the
+    /// server's default, no partial manifests).
+    #[serde(default)]
+    pub allow_partial_manifests: Option<bool>,
     /// `_elements`: elements to include. Default: empty (all elements).
     #[serde(default)]
     pub elements: Vec<String>,
@@ -118,9 +161,22 @@ pub struct BulkConfig {
     /// Default: 1.0.
     #[serde(default = "default_retry_base_secs")]
     pub retry_base_secs: f64,
+    /// The longest wait from the kick-off to the complete manifest (for a resumed
+    /// export, from its original kick-off): past it the export is cancelled on the
+    /// server (`DELETE`), forgotten, and the run fails (the daemon tries again at the
+    /// next firing). Seconds (`21600`) or a duration (`"6h"`, `"90m"`, `"1h30m"`).
+    /// Default: `"6h"`.
+    #[serde(default = "default_max_export_wait")]
+    pub max_export_wait: HumaneDuration,
     /// Send `DELETE` to the status URL after all files were downloaded. Default: false.
     #[serde(default)]
     pub delete_after_download: bool,
+    /// What a run does when the server reports parts of the export as failed (`error[]`
+    /// issues of severity `error` or `fatal`): `"hold-checkpoint"` (commit what arrived,
+    /// keep the checkpoint, exit 3), `"fail"` (commit nothing) or `"ignore"` (move on).
+    /// See [`OnServerErrors`]. Default: `"hold-checkpoint"`.
+    #[serde(default)]
+    pub on_server_errors: OnServerErrors,
     /// Timeout of one request in seconds (kick-off, poll, token; for file downloads it is the
     /// longest silence between two chunks). Default: 60.
     #[serde(default = "default_request_timeout_secs")]
@@ -143,6 +199,7 @@ impl BulkConfig {
             since: None,
             until: None,
             type_filter: Vec::new(),
+            allow_partial_manifests: None,
             elements: Vec::new(),
             patient: Vec::new(),
             parallel_downloads: default_parallel_downloads(),
@@ -150,7 +207,9 @@ impl BulkConfig {
             poll_max_secs: default_poll_max_secs(),
             retries: default_retries(),
             retry_base_secs: default_retry_base_secs(),
+            max_export_wait: default_max_export_wait(),
             delete_after_download: false,
+            on_server_errors: OnServerErrors::default(),
             request_timeout_secs: default_request_timeout_secs(),
             auth: AuthConfig::None,
         }

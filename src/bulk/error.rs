@@ -36,7 +36,7 @@ pub enum BulkError {
     },
     /// The status URL answered 404 or 410: the export is gone (expired, cancelled or the
     /// server restarted). Start a new export.
-    #[error("export at {url} no longer exists (HTTP {status}); start a new export")]
+    #[error("export at {url} no longer exists (HTTP {status})")]
     ExportExpired {
         /// Redacted status URL.
         url: String,
@@ -44,7 +44,7 @@ pub enum BulkError {
         status: u16,
     },
     /// An output file answered 404 or 410 (it expired); start a new export.
-    #[error("export file {url} is gone (HTTP {status}); start a new export")]
+    #[error("export file {url} is gone (HTTP {status})")]
     FileGone {
         /// Redacted file URL.
         url: String,
@@ -76,6 +76,29 @@ pub enum BulkError {
 }
 
 impl BulkError {
+    /// The HTTP status of the answer this error is about, if there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            BulkError::Server { status, .. }
+            | BulkError::ExportExpired { status, .. }
+            | BulkError::FileGone { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The error without its context and URL, for a progress line that already says
+    /// which request it is about: `HTTP 503: <the server's words>`, or the transport
+    /// error's causes.
+    pub fn short(&self) -> String {
+        match self {
+            BulkError::Server {
+                status, message, ..
+            } => format!("HTTP {status}: {message}"),
+            BulkError::Transport { source, .. } => crate::message::chain(source),
+            other => crate::message::chain(other),
+        }
+    }
+
     /// True for [`BulkError::ExportExpired`] and [`BulkError::FileGone`]: the caller should
     /// start a new export.
     pub fn needs_new_export(&self) -> bool {

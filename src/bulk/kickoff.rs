@@ -56,8 +56,13 @@ impl BulkClient {
         if let Some(u) = &cfg.until {
             p.push(("_until", u.clone()));
         }
-        if !cfg.type_filter.is_empty() {
-            p.push(("_typeFilter", join(&cfg.type_filter)));
+        // One parameter per filter: a filter's own commas (`gender=female,other`) would
+        // change its meaning if the filters were joined with commas.
+        for filter in &cfg.type_filter {
+            p.push(("_typeFilter", filter.clone()));
+        }
+        if let Some(allow) = cfg.allow_partial_manifests {
+            p.push(("allowPartialManifests", allow.to_string()));
         }
         if !cfg.elements.is_empty() {
             p.push(("_elements", join(&cfg.elements)));
@@ -82,6 +87,9 @@ impl BulkClient {
         }
         for f in &cfg.type_filter {
             params.push(json!({"name": "_typeFilter", "valueString": f}));
+        }
+        if let Some(allow) = cfg.allow_partial_manifests {
+            params.push(json!({"name": "allowPartialManifests", "valueBoolean": allow}));
         }
         if !cfg.elements.is_empty() {
             params.push(json!({"name": "_elements", "valueString": cfg.elements.join(",")}));
@@ -136,9 +144,16 @@ impl BulkClient {
                 .await;
             let resp = match result {
                 Ok(r) => r,
-                Err(BulkError::Transport { .. }) if attempt < inner.cfg.retries => {
-                    tokio::time::sleep(inner.backoff(attempt)).await;
+                Err(e @ BulkError::Transport { .. }) if attempt < inner.cfg.retries => {
+                    let wait = inner.backoff(attempt);
                     attempt += 1;
+                    retry_line(
+                        &format!("failed: {}", e.short()),
+                        wait,
+                        attempt,
+                        inner.cfg.retries,
+                    );
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -169,11 +184,26 @@ impl BulkClient {
             if is_retryable_status(status) && attempt < inner.cfg.retries {
                 let wait = retry_after(resp.headers(), inner.cfg.poll_min(), inner.cfg.poll_max())
                     .unwrap_or_else(|| inner.backoff(attempt));
-                tokio::time::sleep(wait).await;
                 attempt += 1;
+                retry_line(
+                    &format!("answered HTTP {status}"),
+                    wait,
+                    attempt,
+                    inner.cfg.retries,
+                );
+                tokio::time::sleep(wait).await;
                 continue;
             }
             return Err(server_error("kick-off", url.as_str(), resp).await);
         }
     }
+}
+
+/// The log line of a kick-off retried after `what` happened (`answered HTTP 429 Too Many
+/// Requests`, `failed: <transport error>`): a wait of minutes is never silent.
+fn retry_line(what: &str, wait: std::time::Duration, attempt: u32, retries: u32) {
+    tracing::warn!(
+        "kick-off {what}: retrying in {:.1} s (retry {attempt} of {retries})",
+        wait.as_secs_f64()
+    );
 }

@@ -95,7 +95,8 @@ pub struct DeletedResource {
 }
 
 /// The issues of an OperationOutcome as plain-text lines
-/// (`error (processing): <diagnostics or details text> [at <expression>]`).
+/// (`error (processing): <diagnostics or details text> [at <expression>]`), scrubbed of
+/// secrets ([`crate::message::scrub`]).
 /// Returns an empty vector when `value` is not an OperationOutcome with issues.
 pub fn outcome_messages(value: &Value) -> Vec<String> {
     if value.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") {
@@ -147,17 +148,25 @@ pub fn outcome_messages(value: &Value) -> Vec<String> {
                 .flatten()
                 .filter_map(Value::as_str)
                 .collect();
-            if location.is_empty() {
+            let message = if location.is_empty() {
                 format!("{severity} ({code}): {text}")
             } else {
                 format!("{severity} ({code}): {text} [at {}]", location.join(", "))
-            }
+            };
+            // A server's words may quote our credentials: they never leave the process.
+            crate::message::scrub(&message).into_owned()
         })
         .collect()
 }
 
+/// Whether an issue line of [`outcome_messages`] reports a failure (severity `error` or
+/// `fatal`, which the line starts with) rather than a warning or information.
+pub fn is_failure(message: &str) -> bool {
+    message.starts_with("error ") || message.starts_with("fatal ")
+}
+
 /// Plain-text summary of an error response body: the OperationOutcome issues joined with
-/// ` | `, or a short excerpt of the body.
+/// ` | `, or a short excerpt of the body; scrubbed of secrets.
 pub(crate) fn body_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         let msgs = outcome_messages(&v);
@@ -166,6 +175,8 @@ pub(crate) fn body_message(body: &[u8]) -> String {
         }
     }
     let text = String::from_utf8_lossy(body);
+    // An error body may quote the request's Authorization header.
+    let text = crate::message::scrub(&text);
     let t = text.trim();
     if t.is_empty() {
         return "(empty body)".to_owned();
@@ -235,6 +246,16 @@ mod tests {
                 "error (x): Disp"
             ]
         );
+    }
+
+    #[test]
+    fn error_bodies_are_scrubbed_of_secrets() {
+        crate::message::register_secret("tok-echoed-by-server");
+        let plain = body_message(b"unauthorized: Authorization: Bearer tok-echoed-by-server");
+        assert_eq!(plain, "unauthorized: Authorization: Bearer ***");
+        let oo = json!({"resourceType":"OperationOutcome","issue":[
+            {"severity":"error","code":"security","diagnostics":"bad tok-echoed-by-server"}]});
+        assert_eq!(outcome_messages(&oo), ["error (security): bad ***"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod client;
 mod config;
 mod download;
+mod duration;
 mod error;
 mod kickoff;
 mod manifest;
@@ -14,9 +15,12 @@ mod request;
 mod retry;
 
 pub use client::BulkClient;
-pub use config::{BulkConfig, BulkConfigError, ExportLevel, KickOffMethod};
+pub use config::{BulkConfig, BulkConfigError, ExportLevel, KickOffMethod, OnServerErrors};
+pub use duration::HumaneDuration;
 pub use error::BulkError;
 pub use kickoff::KickOff;
-pub use manifest::{DeletedResource, Manifest, ManifestFile, ManifestLink, outcome_messages};
+pub use manifest::{
+    DeletedResource, Manifest, ManifestFile, ManifestLink, is_failure, outcome_messages,
+};
 pub use poll::{PollProgress, PollStatus};
 pub use retry::parse_retry_after;

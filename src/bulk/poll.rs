@@ -21,6 +21,8 @@ pub enum PollStatus {
         progress: Option<String>,
         /// How long to wait before the next poll (clamped `Retry-After`, or our backoff).
         wait: Duration,
+        /// The answer's HTTP status: `202`, or `429` (asked to slow down).
+        status: u16,
     },
     /// Done: the manifest (first page only).
     Complete(Manifest),
@@ -34,8 +36,13 @@ pub struct PollProgress {
     pub status_url: Option<String>,
     /// Last `X-Progress` header seen.
     pub progress: Option<String>,
-    /// Number of status requests sent.
+    /// Number of status requests answered (or failed); each update of the channel that
+    /// raises it carries that poll's own status and wait.
     pub polls: u32,
+    /// HTTP status of the last answer (`202`, `429`, a `5xx`), if it had one.
+    pub status: Option<u16>,
+    /// Why the last poll failed, when it is retried (a `5xx` answer or no answer).
+    pub problem: Option<String>,
     /// Wait before the next poll.
     pub next_wait: Option<Duration>,
     /// True once the manifest was received.
@@ -65,7 +72,11 @@ impl BulkClient {
                     .map(str::to_owned);
                 let wait = retry_after(resp.headers(), min, max)
                     .unwrap_or_else(|| backoff(attempt, min, min, max));
-                Ok(PollStatus::InProgress { progress, wait })
+                Ok(PollStatus::InProgress {
+                    progress,
+                    wait,
+                    status: 202,
+                })
             }
             StatusCode::TOO_MANY_REQUESTS => {
                 let own = backoff(attempt, min, min, max);
@@ -73,6 +84,7 @@ impl BulkClient {
                 Ok(PollStatus::InProgress {
                     progress: None,
                     wait,
+                    status: 429,
                 })
             }
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(BulkError::ExportExpired {
@@ -99,20 +111,30 @@ impl BulkClient {
         let mut in_progress_polls = 0u32;
         let mut failures = 0u32;
         loop {
-            inner.progress.send_modify(|p| p.polls += 1);
+            // One update per answered poll, after the answer: the poll count, status and
+            // wait a watcher sees always belong to the same poll.
             match self.poll_once(status_url, in_progress_polls).await {
                 Ok(PollStatus::Complete(m)) => {
-                    let m = self.follow_pages(m).await?;
                     inner.progress.send_modify(|p| {
+                        p.polls += 1;
+                        p.status = Some(200);
+                        p.problem = None;
                         p.complete = true;
                         p.next_wait = None;
                     });
-                    return Ok(m);
+                    return self.follow_pages(m).await;
                 }
-                Ok(PollStatus::InProgress { progress, wait }) => {
+                Ok(PollStatus::InProgress {
+                    progress,
+                    wait,
+                    status,
+                }) => {
                     failures = 0;
                     in_progress_polls += 1;
                     inner.progress.send_modify(|p| {
+                        p.polls += 1;
+                        p.status = Some(status);
+                        p.problem = None;
                         if progress.is_some() {
                             p.progress = progress;
                         }
@@ -123,7 +145,12 @@ impl BulkClient {
                 Err(e) if is_transient(&e) && failures < inner.cfg.retries => {
                     let wait = inner.backoff(failures);
                     failures += 1;
-                    inner.progress.send_modify(|p| p.next_wait = Some(wait));
+                    inner.progress.send_modify(|p| {
+                        p.polls += 1;
+                        p.status = e.status();
+                        p.problem = Some(e.short());
+                        p.next_wait = Some(wait);
+                    });
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(e),

@@ -10,7 +10,8 @@ use super::logging::LogFormat;
 /// Moves FHIR Bulk Data NDJSON into stable, lossless, typed Parquet tables.
 ///
 /// Exit status: 0 success; 1 error (nothing committed); 2 bad command line;
-/// 3 committed, but some lines were rejected (see the quarantine);
+/// 3 committed, but incomplete: some lines were rejected (see the quarantine), or the
+/// server reported failed parts of the export (the checkpoint is held);
 /// 4 more lines rejected than `quarantine.max_rejected_fraction` allows (nothing committed);
 /// 130 stopped by Ctrl-C or SIGTERM (exports in flight cancelled, nothing half-written
 /// committed, checkpoints unchanged).

@@ -164,6 +164,8 @@ struct Fields {
 
 impl tracing::field::Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
+        // The last line of defence: no registered secret reaches stderr.
+        let value = &*fhir_ingest::message::scrub(value);
         match field.name() {
             "message" => self.message = value.to_owned(),
             name => {

@@ -21,7 +21,7 @@ use fhir_ingest::{
     sink::ParquetConfig,
     source::{SourceConfig, SourceKind, state::SourceState},
     temporal,
-    warehouse::{PartitionBy, TableId, Warehouse, WarehouseConfig},
+    warehouse::{PartitionBy, TableId, Warehouse, WarehouseConfig, WarehouseError},
 };
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
@@ -205,9 +205,14 @@ impl WarehouseArg {
 
 impl Shell {
     /// Opens a warehouse and checks, before any work, that it can be listed (and
-    /// written, unless `read_only`).
+    /// written, unless `read_only`: then nothing is created, and a missing local
+    /// warehouse is an error).
     fn open(&self, config: &WarehouseConfig, read_only: bool) -> Result<Warehouse> {
-        let warehouse = Warehouse::open(config)?;
+        let warehouse = if read_only {
+            Warehouse::open_existing(config)?
+        } else {
+            Warehouse::open(config)?
+        };
         if read_only {
             self.runtime.block_on(warehouse.healthcheck_read_only())?;
         } else {
@@ -293,8 +298,21 @@ impl Shell {
                 v.view.name()
             ));
         }
-        let warehouse = self.open(&config.warehouse, true)?;
-        report.line(format!("warehouse {}: reachable", warehouse.root()));
+        // Writes nothing: a local warehouse that does not exist yet is reported, not made.
+        let warehouse = match self.open(&config.warehouse, true) {
+            Ok(warehouse) => {
+                report.line(format!("warehouse {}: reachable", warehouse.root()));
+                Some(warehouse)
+            }
+            Err(e) if matches!(e.downcast_ref(), Some(WarehouseError::Missing { .. })) => {
+                report.line(format!(
+                    "warehouse {}: does not exist yet; the first run creates it",
+                    config.warehouse.location
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let mut failed = false;
         for source in &config.sources {
             let schedule = source.schedule.as_ref().map_or("run only".into(), |s| {
@@ -311,7 +329,7 @@ impl Shell {
                     })
                     .map_err(anyhow::Error::from),
                 SourceKind::Bulk { client } => {
-                    self.validate_bulk(&source.name, client, &warehouse, &schedule)
+                    self.validate_bulk(&source.name, client, warehouse.as_ref(), &schedule)
                 }
             };
             match result {
@@ -334,14 +352,19 @@ impl Shell {
         &self,
         name: &str,
         client: &BulkConfig,
-        warehouse: &Warehouse,
+        warehouse: Option<&Warehouse>,
         schedule: &str,
     ) -> Result<String> {
         let bulk = BulkClient::new(client.clone())?;
         let (fhir_version, software) = self.runtime.block_on(bulk.metadata())?;
-        let state = SourceState::new(warehouse.store(), name);
-        let (_, checkpoint) = self.runtime.block_on(state.checkpoint())?;
-        let in_flight = self.runtime.block_on(state.in_flight())?;
+        let (checkpoint, in_flight) = match warehouse {
+            Some(warehouse) => {
+                let state = SourceState::new(warehouse.store(), name);
+                let (_, checkpoint) = self.runtime.block_on(state.checkpoint())?;
+                (checkpoint, self.runtime.block_on(state.in_flight())?)
+            }
+            None => (None, None),
+        };
         let since = checkpoint
             .map(|c| format!("changes since {}", c.transaction_time))
             .or_else(|| {

@@ -12,6 +12,7 @@ use fhir_ingest::{
         compact::Compacted,
         status::{Leftover, Status},
     },
+    message::scrub,
     source::ExportInfo,
     warehouse::TableId,
 };
@@ -29,19 +30,21 @@ impl Report {
         Self { format }
     }
 
-    /// One line.
+    /// One line (scrubbed of secrets, as every line that leaves the process).
     pub fn line(&self, line: impl AsRef<str>) {
+        let line = scrub(line.as_ref());
         match self.format {
-            LogFormat::Text => println!("{}", line.as_ref()),
-            LogFormat::Json => tracing::info!("{}", line.as_ref().trim_start()),
+            LogFormat::Text => println!("{line}"),
+            LogFormat::Json => tracing::info!("{}", line.trim_start()),
         }
     }
 
-    /// One line about something wrong.
+    /// One line about something wrong (scrubbed of secrets).
     pub fn problem(&self, line: impl AsRef<str>) {
+        let line = scrub(line.as_ref());
         match self.format {
-            LogFormat::Text => println!("{}", line.as_ref()),
-            LogFormat::Json => tracing::error!("{}", line.as_ref().trim_start()),
+            LogFormat::Text => println!("{line}"),
+            LogFormat::Json => tracing::error!("{}", line.trim_start()),
         }
     }
 
@@ -95,6 +98,10 @@ impl Report {
                 m.input.skipped
             ));
         }
+        if !export.server_failures.is_empty() {
+            self.server_failures(&export.server_failures, &since);
+            return;
+        }
         match &export.checkpoint {
             Some(c) => self.line(format!(
                 "  checkpoint: next run asks for changes since {}",
@@ -102,6 +109,26 @@ impl Report {
             )),
             None => self.line("  checkpoint unchanged (nothing committed)"),
         }
+    }
+
+    /// The parts of an export the server could not produce, which held the checkpoint.
+    fn server_failures(&self, failures: &[String], since: &str) {
+        self.line(format!(
+            "  INCOMPLETE: the server could not export {} parts:",
+            failures.len()
+        ));
+        for failure in failures.iter().take(20) {
+            self.line(format!("    {failure}"));
+        }
+        if failures.len() > 20 {
+            self.line(format!(
+                "    ... {} more (in the run manifest's server_errors)",
+                failures.len() - 20
+            ));
+        }
+        self.line(format!(
+            "  checkpoint held (on_server_errors = \"hold-checkpoint\"): the next run asks again for the {since}"
+        ));
     }
 
     /// The summary of an ingest run.
@@ -132,6 +159,12 @@ impl Report {
             m.input.bytes as f64 / 1e6 / secs.max(1e-9),
             m.rows()
         ));
+        if m.input.byte_order_marks > 0 {
+            self.line(format!(
+                "  {} byte-order marks stripped from the start of files",
+                m.input.byte_order_marks
+            ));
+        }
         if m.rejected.lines > 0 {
             let kinds: Vec<String> = m
                 .rejected

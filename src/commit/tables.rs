@@ -144,13 +144,9 @@ pub fn commit_guarded(
                 // The commit stands whatever happens to the checkpoint: readers replay
                 // the log from the last good checkpoint, and the next one comes later.
                 if let Err(e) = checkpoint(cx, &delta, snapshot.as_ref(), version, &actions) {
-                    let causes: Vec<String> =
-                        std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
-                            .map(ToString::to_string)
-                            .collect();
                     tracing::warn!(
                         "table {table}: checkpoint of version {version} not written: {}",
-                        causes.join(": ")
+                        crate::message::chain(&e)
                     );
                 }
                 return Ok(Committed::Version(version));

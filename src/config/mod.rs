@@ -43,13 +43,15 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// TOML syntax, an unknown key or a value of the wrong type.
-    #[error("config {path}: `{key}`: {message}")]
+    #[error("config {path}: {location}: {message}")]
     Parse {
         /// The configuration file.
         path: PathBuf,
-        /// The dotted key where parsing failed (`parquet.compression`, `sources[0].kind`).
-        key: String,
-        /// The parser's message, with the line and column.
+        /// Where: the dotted key where parsing failed (`parquet.compression`,
+        /// `sources[0].bulk.auth.token`), when there is one, and the line and column.
+        location: String,
+        /// The parser's message, without the text of the file (which may hold a
+        /// secret written inline by mistake).
         message: String,
     },
     /// A value of the right type that makes no sense.
@@ -205,19 +207,10 @@ impl Config {
     /// Parses and validates configuration text; `path` names it in errors and anchors
     /// relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let parse_error = |key: String, message: String| ConfigError::Parse {
-            path: path.into(),
-            key,
-            message,
-        };
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| parse_error(String::new(), e.to_string().trim_end().to_owned()))?;
-        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            parse_error(
-                e.path().to_string(),
-                e.inner().to_string().trim_end().to_owned(),
-            )
-        })?;
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| parse_error(path, text, "", &e))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer)
+            .map_err(|e| parse_error(path, text, &e.path().to_string(), e.inner()))?;
         Self::validate(raw, path)
     }
 
@@ -271,7 +264,7 @@ impl Config {
         }
         let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
         let views = load_views(&raw.views, base, &names)
-            .map_err(|(i, e)| invalid(format!("views[{i}]"), e.to_string()))?;
+            .map_err(|(i, e)| invalid(format!("views[{i}]"), crate::message::chain(&e)))?;
         Ok(Self {
             path: path.into(),
             warehouse,
@@ -321,6 +314,29 @@ impl Config {
             partition_by: self.warehouse.partition_by,
             max_rejected_fraction: self.max_rejected_fraction,
         }
+    }
+}
+
+/// A parse error of `text` at `key`: the key, the line and column, and the parser's
+/// message alone. The TOML crate's own rendering quotes the line of the file, which
+/// would print a secret written inline by mistake.
+fn parse_error(path: &Path, text: &str, key: &str, error: &toml::de::Error) -> ConfigError {
+    let line_column = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}")
+    });
+    let location = match (key, line_column) {
+        ("" | ".", Some(at)) => at,
+        ("" | ".", None) => "TOML".to_owned(),
+        (key, Some(at)) => format!("`{key}` ({at})"),
+        (key, None) => format!("`{key}`"),
+    };
+    ConfigError::Parse {
+        path: path.into(),
+        location,
+        message: error.message().trim_end().to_owned(),
     }
 }
 
@@ -518,7 +534,7 @@ mod tests {
             ),
             (
                 "[[sources]]\nname = \"e\"\nkind = \"bulk\"\n[sources.bulk]\nbase_url = \"http://x\"\n[sources.bulk.auth]\ntype = \"bearer\"\ntoken = \"inline\"\n",
-                "expected `env` or `file`",
+                "`sources[0].bulk.auth.token` (line 8, column 9): a secret is never written",
             ),
         ] {
             let err = Config::parse(text, Path::new("p.toml")).unwrap_err();

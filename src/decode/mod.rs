@@ -21,9 +21,11 @@
 
 mod column;
 pub(crate) mod overflow;
+mod reason;
+mod rejection;
 mod view_table;
 
-use std::{fmt, sync::Arc};
+use std::sync::Arc;
 
 use arrow_array::{
     RecordBatch, StructArray,
@@ -33,6 +35,8 @@ use arrow_schema::{ArrowError, SchemaRef};
 use rustc_hash::FxHashMap;
 use simd_json::{Node, Tape};
 
+pub use self::reason::incomplete_json;
+pub use self::rejection::Rejection;
 pub use self::view_table::{RESOURCE_KEY_COLUMN, view_table_schema};
 use self::{
     column::{Cx, StructColumn},
@@ -43,68 +47,6 @@ use crate::{
     schema::{Registry, ResourceSchema},
     view::ViewDefinition,
 };
-
-/// Why a line was not ingested. Each rejected line is quarantined with its reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// Not JSON, or not UTF-8 (simd-json validates both).
-    InvalidJson(String),
-    /// Valid JSON, but not an object.
-    NotAnObject,
-    /// No `resourceType` member, or not a string.
-    MissingResourceType,
-    /// A `resourceType` that R4 does not define.
-    UnknownResourceType(String),
-    /// The file holds another resource type.
-    TypeMismatch {
-        /// The type the file (or the export manifest) says it holds.
-        expected: String,
-        /// The type of the line.
-        found: String,
-    },
-    /// Longer than the configured limit.
-    LineTooLong {
-        /// The line's length so far, in bytes.
-        length: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// The file ended in the middle of this line (a truncated download or gzip stream).
-    Truncated(String),
-}
-
-impl Rejection {
-    /// A short, stable name of the rejection's kind (counts in the run manifest).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::InvalidJson(_) => "invalid_json",
-            Self::NotAnObject => "not_an_object",
-            Self::MissingResourceType => "missing_resource_type",
-            Self::UnknownResourceType(_) => "unknown_resource_type",
-            Self::TypeMismatch { .. } => "type_mismatch",
-            Self::LineTooLong { .. } => "line_too_long",
-            Self::Truncated(_) => "truncated",
-        }
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::InvalidJson(e) => write!(f, "invalid JSON: {e}"),
-            Self::NotAnObject => f.write_str("not a JSON object"),
-            Self::MissingResourceType => f.write_str("no resourceType string"),
-            Self::UnknownResourceType(t) => write!(f, "unknown resourceType {t:?}"),
-            Self::TypeMismatch { expected, found } => {
-                write!(f, "resourceType {found:?} in a file of {expected:?}")
-            }
-            Self::LineTooLong { length, limit } => {
-                write!(f, "line longer than {limit} bytes (at least {length})")
-            }
-            Self::Truncated(e) => write!(f, "input ends inside this line: {e}"),
-        }
-    }
-}
 
 /// Where a batch of lines comes from.
 #[derive(Debug, Clone)]
@@ -159,6 +101,8 @@ pub struct LineDecoder {
     path: Vec<Seg>,
     overflow: OverflowWriter,
     skipped: u64,
+    /// Spans of the numbers beyond the float range of the line being decoded.
+    huge: Vec<(usize, usize)>,
 }
 
 impl LineDecoder {
@@ -193,6 +137,7 @@ impl LineDecoder {
             path: Vec::new(),
             overflow: OverflowWriter::default(),
             skipped: 0,
+            huge: Vec::new(),
         }
     }
 
@@ -211,18 +156,35 @@ impl LineDecoder {
         line_no: u64,
     ) -> Result<usize, Rejection> {
         let mut input = std::mem::take(&mut self.input);
-        input.clear();
-        input.extend_from_slice(line);
-        input.resize(line.len() + simd_json::INPUT_PADDING, b' ');
-        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
-        let input_base = input.as_ptr() as usize;
-        let result =
-            match simd_json::fill_tape_padded(&mut input, line.len(), &mut self.buffers, &mut tape)
-            {
-                Ok(()) => self.decode_tape(&tape.0, line, input_base, origin, line_no),
-                Err(e) => Err(Rejection::InvalidJson(e.to_string())),
+        self.huge.clear();
+        // Parsed again (rarely) for each number beyond the float range: see
+        // `overflow::huge_number_at`.
+        let result = loop {
+            fill_input(&mut input, line, &self.huge);
+            let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+            let input_base = input.as_ptr() as usize;
+            let parsed =
+                simd_json::fill_tape_padded(&mut input, line.len(), &mut self.buffers, &mut tape);
+            let outcome = match parsed {
+                Ok(()) => {
+                    if !self.huge.is_empty() {
+                        overflow::mark_huge(&mut tape.0, line, &self.huge);
+                    }
+                    Some(self.decode_tape(&tape.0, line, input_base, origin, line_no))
+                }
+                Err(e) => match overflow::huge_number_at(line, e.index()) {
+                    Some(span) if self.huge.len() < MAX_HUGE_NUMBERS => {
+                        self.huge.push(span);
+                        None
+                    }
+                    _ => Some(Err(Rejection::InvalidJson(reason::describe(line, &e)))),
+                },
             };
-        self.tape = Some(tape.reset());
+            self.tape = Some(tape.reset());
+            if let Some(result) = outcome {
+                break result;
+            }
+        };
         self.input = input;
         result
     }
@@ -353,23 +315,51 @@ impl LineDecoder {
     }
 }
 
-/// The `resourceType` of a parsed line.
+/// Numbers beyond the float range kept in one line at most (each costs a parse).
+const MAX_HUGE_NUMBERS: usize = 64;
+
+/// Copies `line` into the parse buffer, with the numbers of `huge` blanked out (a `0`
+/// and spaces: every offset stays), and pads it as simd-json needs.
+fn fill_input(input: &mut Vec<u8>, line: &[u8], huge: &[(usize, usize)]) {
+    input.clear();
+    input.extend_from_slice(line);
+    for &(start, end) in huge {
+        input[start] = b'0';
+        input[start + 1..end].fill(b' ');
+    }
+    input.resize(line.len() + simd_json::INPUT_PADDING, b' ');
+}
+
+/// The `resourceType` of a parsed line. Every top-level key is looked at: a line that
+/// gives it twice with different values is ambiguous (the table would depend on which
+/// one a reader takes), so it is refused.
 fn resource_type_of<'t>(tape: &[Node<'t>]) -> Result<&'t str, Rejection> {
     let Some(&Node::Object { len, .. }) = tape.first() else {
         return Err(Rejection::NotAnObject);
     };
+    let mut found: Option<&'t str> = None;
     let mut key = 1;
     for _ in 0..len {
         let value = key + 1;
         if let Node::String("resourceType") = tape[key] {
-            return match tape[value] {
-                Node::String(t) => Ok(t),
-                _ => Err(Rejection::MissingResourceType),
-            };
+            match (found, tape[value]) {
+                (None, Node::String(t)) => found = Some(t),
+                (None, _) => return Err(Rejection::MissingResourceType),
+                (Some(first), Node::String(t)) if t == first => {}
+                (Some(first), other) => {
+                    return Err(Rejection::AmbiguousResourceType {
+                        first: first.to_owned(),
+                        other: match other {
+                            Node::String(t) => format!("{t:?}"),
+                            _ => "a value that is not a string".to_owned(),
+                        },
+                    });
+                }
+            }
         }
         key = value + overflow::node_span(tape, value);
     }
-    Err(Rejection::MissingResourceType)
+    found.ok_or(Rejection::MissingResourceType)
 }
 
 /// Builds the record batch of one resource type.
@@ -478,6 +468,76 @@ mod tests {
             .collect();
         types.sort();
         assert_eq!(types, ["Observation", "Patient"]);
+    }
+
+    /// Regression (issue 9, item 6): two different resourceType values are ambiguous.
+    #[test]
+    fn a_second_different_resource_type_is_ambiguous() {
+        let mut decoder = decoder();
+        let origin = LineOrigin {
+            file: "export.ndjson".into(),
+            expected_type: None,
+            skip_parameters: false,
+        };
+        let err = decoder
+            .decode_line(
+                br#"{"resourceType":"Patient","id":"x","resourceType":"Observation"}"#,
+                &origin,
+                1,
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), "ambiguous_resource_type");
+        assert_eq!(
+            err.to_string(),
+            r#"ambiguous: resourceType given twice, as "Patient" and as "Observation""#
+        );
+        decoder
+            .decode_line(
+                br#"{"resourceType":"Patient","id":"y","resourceType":"Patient"}"#,
+                &origin,
+                2,
+            )
+            .expect("the same value twice is not ambiguous");
+    }
+
+    /// Regression (issue 9, item 4): numbers beyond the float range are kept: the
+    /// float column holds ±infinity, the text companion the exact text.
+    #[test]
+    fn numbers_beyond_the_float_range_are_kept() {
+        let mut decoder = decoder();
+        let origin = LineOrigin {
+            file: "export.ndjson".into(),
+            expected_type: None,
+            skip_parameters: false,
+        };
+        decoder
+            .decode_line(
+                br#"{"resourceType":"Observation","id":"o","status":"final","code":{},"valueQuantity":{"value":-1E400},"referenceRange":[{"low":{"value":1e400}}]}"#,
+                &origin,
+                1,
+            )
+            .expect("1e400 is valid JSON");
+        let batch = &decoder.finish_all().unwrap()[0].1;
+        let quantity = batch
+            .column_by_name("valueQuantity")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .unwrap();
+        let value = quantity
+            .column_by_name("value")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .unwrap();
+        assert_eq!(value.value(0), f64::NEG_INFINITY);
+        let text = quantity
+            .column_by_name("value_text")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        assert_eq!(text.value(0), "-1E400");
     }
 
     #[test]

@@ -100,6 +100,68 @@ impl NumberTexts {
     }
 }
 
+/// Numbers beyond the float range (`1e400`, `-1e400`) are valid JSON, but simd-json
+/// refuses them. [`huge_number_at`] tells such a number from an invalid one at the
+/// place simd-json stopped; the line is then parsed again with the number blanked out
+/// (a `0` and spaces in the parse buffer, so every offset stays), and [`mark_huge`]
+/// puts the number back on the tape as the float it rounds to (±infinity). Its text is
+/// still the line's, so the `_text` companion and the overflow keep it exactly.
+pub(crate) fn huge_number_at(line: &[u8], index: usize) -> Option<(usize, usize)> {
+    let end = number_end(line, index);
+    let token = std::str::from_utf8(line.get(index..end)?).ok()?;
+    (is_json_number(token.as_bytes()) && token.parse::<f64>().is_ok_and(f64::is_infinite))
+        .then_some((index, end))
+}
+
+/// Whether `token` is a number by JSON's grammar: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_json_number(token: &[u8]) -> bool {
+    let digits = |i: usize| token[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut i = usize::from(token.first() == Some(&b'-'));
+    match digits(i) {
+        0 => return false,
+        n if n > 1 && token[i] == b'0' => return false,
+        n => i += n,
+    }
+    if token.get(i) == Some(&b'.') {
+        match digits(i + 1) {
+            0 => return false,
+            n => i += 1 + n,
+        }
+    }
+    if matches!(token.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(token.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        match digits(i) {
+            0 => return false,
+            n => i += n,
+        }
+    }
+    i == token.len()
+}
+
+/// Puts the numbers of `spans` (found by [`huge_number_at`], blanked out for the parse)
+/// back on the tape as the floats they round to.
+pub(crate) fn mark_huge(tape: &mut [Node<'_>], line: &[u8], spans: &[(usize, usize)]) {
+    let mut all = Vec::new();
+    scan_numbers(line, &mut all);
+    let mut ordinal = 0;
+    for node in tape.iter_mut() {
+        let Node::Static(StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)) = node
+        else {
+            continue;
+        };
+        if let Some(&(start, end)) = all.get(ordinal)
+            && spans.contains(&(start as usize, end as usize))
+        {
+            let text = std::str::from_utf8(&line[start as usize..end as usize]).unwrap_or("0");
+            *node = Node::Static(StaticNode::F64(text.parse().unwrap_or(f64::INFINITY)));
+        }
+        ordinal += 1;
+    }
+}
+
 /// The end of the number token starting at `i`.
 fn number_end(line: &[u8], mut i: usize) -> usize {
     while i < line.len() && matches!(line[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
@@ -341,6 +403,17 @@ mod tests {
             numbers.text_after_key(original, base, "elsewhere", 2),
             "3.10"
         );
+    }
+
+    #[test]
+    fn only_valid_numbers_beyond_the_float_range_are_huge() {
+        let line = b"[1e400,-1E400,1e-400,1.e400,01e400,2]";
+        assert_eq!(huge_number_at(line, 1), Some((1, 6)));
+        assert_eq!(huge_number_at(line, 7), Some((7, 13)));
+        assert_eq!(huge_number_at(line, 14), None, "underflow is a number: 0");
+        assert_eq!(huge_number_at(line, 21), None, "not JSON");
+        assert_eq!(huge_number_at(line, 28), None, "not JSON");
+        assert_eq!(huge_number_at(line, 35), None);
     }
 
     #[test]

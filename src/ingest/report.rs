@@ -65,6 +65,7 @@ pub(super) fn collect_reports(
                 Progress::add(&progress.files_done, 1);
                 input.lines += totals.lines;
                 input.bytes += totals.bytes;
+                input.byte_order_marks += totals.byte_order_marks;
                 tracing::info!(
                     file = %file,
                     lines = totals.lines,

@@ -31,8 +31,8 @@ pub enum ViewsError {
     Empty(PathBuf),
     /// A file is not a valid or supported ViewDefinition (the message names the file,
     /// the JSON pointer and the problem).
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] crate::view::ViewError),
     /// A view's name cannot name a table.
     #[error("{path}: view name {name:?}: use letters, digits, _ and -")]
     BadName {
@@ -134,7 +134,7 @@ pub fn load_view(file: &Path) -> Result<ViewDefinition, ViewsError> {
         source,
     })?;
     let view = ViewDefinition::from_json(&text, &file.display().to_string())
-        .map_err(|e| ViewsError::Invalid(e.to_string()))?;
+        .map_err(ViewsError::Invalid)?;
     if !layout::is_view_name(view.name()) {
         return Err(ViewsError::BadName {
             path: file.to_owned(),

@@ -47,7 +47,13 @@ pub struct ReadTotals {
     pub lines: u64,
     /// Bytes after decompression.
     pub bytes: u64,
+    /// UTF-8 byte-order marks stripped from the start of the file (0 or 1): a BOM is
+    /// not JSON, and would make the first line a rejected one.
+    pub byte_order_marks: u64,
 }
+
+/// The UTF-8 byte-order mark (U+FEFF), which some tools write at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Reads `reader` into chunks of whole lines, calling `emit` for each event; stops early
 /// when `emit` returns false (the consumer is gone). `buffer` supplies empty buffers
@@ -75,7 +81,12 @@ pub fn read_chunks(
         // except that the line it cuts is rejected rather than taken as the last line.
         let (n, error) = read_block(&mut reader, &mut data[start..]);
         data.truncate(start + n);
+        let first_block = totals.bytes == 0;
         totals.bytes += n as u64;
+        if first_block && data.starts_with(BOM) {
+            data.drain(..BOM.len());
+            totals.byte_order_marks = 1;
+        }
         if totals.bytes > max_total_bytes {
             return Err(InputError::TooLarge {
                 path: name.to_owned(),
@@ -126,10 +137,16 @@ pub fn read_chunks(
             }
             next_line += 1;
         }
-        let complete = if at_end && error.is_none() {
+        let last_line = memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1);
+        // A file (not a broken stream) whose last line has no newline: that line is
+        // whole, unless it is JSON cut short, which is a truncated file.
+        let cut = (at_end && error.is_none())
+            .then(|| crate::decode::incomplete_json(&data[last_line..]))
+            .flatten();
+        let complete = if at_end && error.is_none() && cut.is_none() {
             data.len()
         } else {
-            memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1)
+            last_line
         };
         let partial = data.len() - complete;
         if !at_end && partial as u64 > max_line_bytes {
@@ -153,13 +170,18 @@ pub fn read_chunks(
             data = buffer();
             data.extend_from_slice(&carry);
         }
-        if let Some(e) = error {
+        let truncation = match (error, cut) {
+            (Some(e), _) => Some(e.to_string()),
+            (None, Some(open)) => Some(format!("the file ends without a newline, and {open}")),
+            (None, None) => None,
+        };
+        if let Some(what) = truncation {
             let mut sample = std::mem::take(&mut data);
             sample.truncate(max_line_bytes as usize);
             totals.lines += 1;
             emit(ReadEvent::Rejected {
                 line: next_line,
-                rejection: Rejection::Truncated(e.to_string()),
+                rejection: Rejection::Truncated(what),
                 sample,
             });
             return Ok(totals);
@@ -355,6 +377,38 @@ mod tests {
         assert_eq!(rejected.len(), 1);
         assert!(matches!(rejected[0].1, Rejection::Truncated(_)));
         assert_eq!(rejected[0].0, lines.len() as u64 + 1);
+    }
+
+    /// Regression (issue 9, item 5): a leading byte-order mark is stripped and counted.
+    #[test]
+    fn a_leading_byte_order_mark_is_stripped_and_counted() {
+        let (lines, rejected, totals) = read_all(&b"\xEF\xBB\xBF{\"a\":1}\n{\"b\":2}\n"[..], 100);
+        assert_eq!(
+            lines,
+            vec![(1, b"{\"a\":1}".to_vec()), (2, b"{\"b\":2}".to_vec())]
+        );
+        assert!(rejected.is_empty());
+        assert_eq!(totals.byte_order_marks, 1);
+        let (_, _, totals) = read_all(&b"{\"a\":1}\n"[..], 100);
+        assert_eq!(totals.byte_order_marks, 0);
+    }
+
+    /// Regression (issue 9, item 10): a plain file that ends inside a line says so, as a
+    /// truncated gzip stream does; a last line without a newline that is whole is kept.
+    #[test]
+    fn a_file_ending_inside_a_line_is_truncated() {
+        let (lines, rejected, totals) = read_all(&b"{\"a\":1}\n{\"b\":\"x"[..], 100);
+        assert_eq!(lines, vec![(1, b"{\"a\":1}".to_vec())]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, 2);
+        assert_eq!(
+            rejected[0].1.to_string(),
+            "input ends inside this line: the file ends without a newline, and a string opened at byte 5 is not closed"
+        );
+        assert_eq!(totals.lines, 2);
+        let (lines, rejected, _) = read_all(&b"{\"a\":1}\n{\"b\":2}"[..], 100);
+        assert_eq!(lines.len(), 2);
+        assert!(rejected.is_empty());
     }
 
     #[test]

@@ -74,22 +74,43 @@ pub fn expected_type_of<'n>(name: &'n str, registry: &Registry) -> Option<&'n st
     registry.get(first).is_some().then_some(first)
 }
 
-/// Opens a file, decompressing it when it starts with the gzip magic bytes.
+/// Opens a file, decompressing it when it starts with the gzip magic bytes. A file
+/// named `.gz` that is not gzip is an error that says so (rather than lines of binary
+/// rejected as invalid JSON one by one).
 pub fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    sniff_gzip(File::open(path)?)
+    let mut reader = BufReader::with_capacity(1 << 16, File::open(path)?);
+    let named_gzip = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".gz"));
+    if named_gzip && !starts_with_gzip_magic(&mut reader)? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "named .gz but not gzip: it does not start with the gzip magic bytes 1f 8b \
+             (rename it if it is plain NDJSON)",
+        ));
+    }
+    sniff_gzip(reader)
 }
+
+/// Whether the reader's next bytes are the gzip magic (they stay buffered).
+fn starts_with_gzip_magic(reader: &mut impl BufRead) -> io::Result<bool> {
+    loop {
+        match reader.fill_buf() {
+            Ok(buf) => return Ok(buf.starts_with(&GZIP_MAGIC)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The first two bytes of every gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Wraps a reader in a gzip decoder when its first bytes are the gzip magic.
 pub fn sniff_gzip(reader: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let mut reader = BufReader::with_capacity(1 << 16, reader);
-    let gzip = loop {
-        match reader.fill_buf() {
-            Ok(buf) => break buf.starts_with(&[0x1f, 0x8b]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    };
-    Ok(if gzip {
+    Ok(if starts_with_gzip_magic(&mut reader)? {
         Box::new(MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)

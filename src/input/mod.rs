@@ -40,8 +40,9 @@ pub enum InputError {
     #[error("{0}: no *.ndjson, *.ndjson.gz, *.jsonl or *.jsonl.gz files")]
     Empty(PathBuf),
     /// A download failed for good (after the client's retries), or was cancelled: the
-    /// run must not commit. The source is the download's own error.
-    #[error("downloading {file} failed")]
+    /// run must not commit. The source is the download's own error (which names the
+    /// file itself when it is the client's: the file is then not named twice).
+    #[error("{}", download_failed(file, source.as_ref()))]
     Download {
         /// The file's name in lineage (its URL, secrets stripped).
         file: String,
@@ -56,6 +57,15 @@ pub enum InputError {
         /// The limit.
         limit: u64,
     },
+}
+
+/// The text of [`InputError::Download`]: the file, unless its error already names it.
+fn download_failed(file: &str, source: &(dyn std::error::Error + 'static)) -> String {
+    if source.to_string().contains(file) {
+        "download failed".to_owned()
+    } else {
+        format!("downloading {file} failed")
+    }
 }
 
 /// One NDJSON file to ingest.

@@ -1,5 +1,6 @@
 //! Parquet back to FHIR JSON: the typed columns plus `_overflow` give the original
-//! resource, equal as a JSON value, decimals with their original text.
+//! resource, equal as a JSON value, decimals with their original text; `to-ndjson`
+//! writes every number exactly as it was written (`numbers`).
 //!
 //! This is both a user command (`fhir-ingest to-ndjson`) and the proof of losslessness
 //! that the round-trip tests run over real data.
@@ -17,6 +18,10 @@ use arrow_array::{
 };
 use serde_json::{Map, Number, Value};
 
+mod numbers;
+
+pub use self::numbers::Spellings;
+use self::numbers::Tracker;
 use crate::{
     schema::{
         Element, ElementKind, LINEAGE_COLUMN, OVERFLOW_COLUMN, Primitive, Registry, ResourceSchema,
@@ -79,6 +84,21 @@ pub struct Rebuilt {
     pub line: i64,
     /// The resource.
     pub resource: Value,
+    /// Its numbers whose text serde_json would respell (exponents), for writing it
+    /// exactly ([`Spellings::write_json`]).
+    pub spellings: Spellings,
+}
+
+impl Rebuilt {
+    /// The resource as JSON text, every number as it was written.
+    pub fn to_json(&self) -> String {
+        if self.spellings.is_empty() {
+            return self.resource.to_string();
+        }
+        let mut out = String::new();
+        self.spellings.write_json(&self.resource, &mut out);
+        out
+    }
 }
 
 /// Rebuilds every row of a batch of `schema`'s table.
@@ -114,26 +134,28 @@ pub fn rebuild_batch(
         .ok_or_else(|| column_error(OVERFLOW_COLUMN, "utf8"))?;
     let columns = batch.columns();
     let mut out = Vec::with_capacity(batch.num_rows());
+    let mut at = Tracker::default();
     for row in 0..batch.num_rows() {
         if deleted.is_some_and(|d| d.value(row)) {
             continue;
         }
         let mut object = Map::new();
         object.insert("resourceType".into(), Value::String(rt.clone()));
-        fill_object(rt, &schema.elements, columns, row, &mut object)?;
+        fill_object(rt, &schema.elements, columns, row, &mut object, &mut at)?;
         let mut resource = Value::Object(object);
         if overflow.is_valid(row) {
-            apply_overflow(&mut resource, overflow.value(row)).map_err(|reason| {
-                RebuildError::Overflow {
-                    resource_type: rt.clone(),
-                    reason,
-                }
+            let text = overflow.value(row);
+            apply_overflow(&mut resource, text).map_err(|reason| RebuildError::Overflow {
+                resource_type: rt.clone(),
+                reason,
             })?;
+            at.spellings.note_overflow(text);
         }
         out.push(Rebuilt {
             file: files.value(row).to_owned(),
             line: lines.value(row),
             resource,
+            spellings: at.take(),
         });
     }
     Ok(out)
@@ -146,6 +168,7 @@ fn fill_object(
     columns: &[ArrayRef],
     row: usize,
     object: &mut Map<String, Value>,
+    at: &mut Tracker,
 ) -> Result<(), RebuildError> {
     let mut k = 0;
     for element in elements {
@@ -159,14 +182,16 @@ fn fill_object(
         if array.is_null(row) {
             continue;
         }
+        let mark = at.enter(&element.name);
         let value = if element.repeated {
             let list = array
                 .as_list_opt::<i32>()
                 .ok_or_else(|| column_error(rt, element, "list"))?;
-            list_value(rt, element, list, row)?
+            list_value(rt, element, list, row, at)?
         } else {
-            value_at(rt, element, array, text, row)?
+            value_at(rt, element, array, text, row, at)?
         };
+        at.leave(mark);
         object.insert(element.name.clone(), value);
     }
     Ok(())
@@ -188,6 +213,7 @@ fn value_at(
     values: &ArrayRef,
     text: Option<&ArrayRef>,
     i: usize,
+    at: &mut Tracker,
 ) -> Result<Value, RebuildError> {
     let err = |expected| column_error(rt, element, expected);
     Ok(match &element.kind {
@@ -207,11 +233,11 @@ fn value_at(
         ),
         // Repeated decimals are stored as their text.
         ElementKind::Primitive(Primitive::Decimal) if element.repeated => {
-            number(string_at(values, i).ok_or_else(|| err("utf8"))?)
+            number(string_at(values, i).ok_or_else(|| err("utf8"))?, at)
         }
         ElementKind::Primitive(Primitive::Decimal) => match text {
             Some(text) if text.is_valid(i) => {
-                number(string_at(text, i).ok_or_else(|| err("utf8"))?)
+                number(string_at(text, i).ok_or_else(|| err("utf8"))?, at)
             }
             _ => {
                 let value = values
@@ -228,7 +254,7 @@ fn value_at(
         ElementKind::Struct(children) => {
             let s: &StructArray = values.as_struct_opt().ok_or_else(|| err("struct"))?;
             let mut object = Map::new();
-            fill_object(rt, children, s.columns(), i, &mut object)?;
+            fill_object(rt, children, s.columns(), i, &mut object, at)?;
             Value::Object(object)
         }
     })
@@ -243,6 +269,7 @@ fn list_value(
     element: &Element,
     list: &ListArray,
     row: usize,
+    at: &mut Tracker,
 ) -> Result<Value, RebuildError> {
     let offsets = list.value_offsets();
     let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
@@ -252,14 +279,19 @@ fn list_value(
         items.push(if values.is_null(i) {
             Value::Null
         } else {
-            value_at(rt, element, values, None, i)?
+            let mark = at.enter(&(i - start).to_string());
+            let item = value_at(rt, element, values, None, i, at)?;
+            at.leave(mark);
+            item
         });
     }
     Ok(Value::Array(items))
 }
 
-/// A JSON number with exactly this text.
-fn number(text: &str) -> Value {
+/// A JSON number with this text (serde_json may respell its exponent: the text is
+/// noted for writing it back exactly).
+fn number(text: &str, at: &mut Tracker) -> Value {
+    at.note(text);
     Number::from_str(text).map_or_else(|_| Value::String(text.to_owned()), Value::Number)
 }
 
@@ -373,8 +405,9 @@ pub async fn to_ndjson(
             .map_err(WarehouseError::from)?
         {
             for rebuilt in rebuild_file(warehouse, schema, &file.path).await? {
-                serde_json::to_writer(&mut out, &rebuilt.resource)
-                    .map_err(|e| io_error(&path, e.into()))?;
+                // Every number as it was written (serde_json would respell exponents).
+                out.write_all(rebuilt.to_json().as_bytes())
+                    .map_err(|e| io_error(&path, e))?;
                 out.write_all(b"\n").map_err(|e| io_error(&path, e))?;
                 count += 1;
             }

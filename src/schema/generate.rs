@@ -43,7 +43,7 @@ impl Default for GenerateOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
     /// The package file could not be opened.
-    #[error("cannot open FHIR package {package}: {source}")]
+    #[error("cannot open FHIR package {package}")]
     Open {
         /// Path of the package.
         package: PathBuf,
@@ -51,7 +51,7 @@ pub enum GenerateError {
         source: std::io::Error,
     },
     /// The archive (gzip or tar layer) or one of its entries could not be read.
-    #[error("cannot read FHIR package {package} (entry {entry}): {source}")]
+    #[error("cannot read FHIR package {package} (entry {entry})")]
     Archive {
         /// Path of the package.
         package: PathBuf,
@@ -61,7 +61,7 @@ pub enum GenerateError {
         source: std::io::Error,
     },
     /// A file inside the archive is not the expected JSON.
-    #[error("invalid JSON in {package} entry {entry}: {source}")]
+    #[error("invalid JSON in {package} entry {entry}")]
     Json {
         /// Path of the package.
         package: PathBuf,

@@ -59,6 +59,10 @@ pub struct ExportInfo {
     /// Time from the start of the run to the export's manifest (kick-off or resume,
     /// and polling).
     pub waited: std::time::Duration,
+    /// The parts the server reported as failed (`error[]` issues of severity error or
+    /// fatal) when they held the checkpoint (`on_server_errors = "hold-checkpoint"`):
+    /// the run is partial and the next one asks again from the same `_since`.
+    pub server_failures: Vec<String>,
 }
 
 /// The result of a source's run.

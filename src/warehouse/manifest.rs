@@ -224,6 +224,9 @@ pub struct InputTotals {
     /// Lines neither ingested nor rejected: `Parameters` header lines of export files.
     #[serde(default)]
     pub skipped: u64,
+    /// UTF-8 byte-order marks stripped from the start of files.
+    #[serde(default)]
+    pub byte_order_marks: u64,
 }
 
 /// The rejected lines of a run.

@@ -47,6 +47,13 @@ pub enum WarehouseError {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A local warehouse opened for reading only does not exist (nothing was written
+    /// there yet, or the path is wrong); see [`Warehouse::open_existing`].
+    #[error("warehouse {root} does not exist (no run has written there yet)")]
+    Missing {
+        /// The root.
+        root: String,
+    },
     /// The healthcheck failed: the store is not usable as configured.
     #[error("warehouse {root} is not usable: {problem} ({detail}); {hint}")]
     Unusable {

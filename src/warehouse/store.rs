@@ -15,7 +15,7 @@ use object_store::{
 };
 
 use super::{
-    Warehouse, WarehouseError,
+    Warehouse, WarehouseConfig, WarehouseError, WarehouseLocation,
     config::{RemoteScheme, StoreOptions},
     layout,
 };
@@ -121,6 +121,22 @@ pub(super) fn probe_retry_config(options: &StoreOptions) -> RetryConfig {
 }
 
 impl Warehouse {
+    /// Opens the configured warehouse for commands that only read (`validate-config`,
+    /// `status`, `to-ndjson`): unlike [`open`](Self::open) it creates nothing. A local
+    /// directory that does not exist is [`WarehouseError::Missing`] (the caller says
+    /// what that means: nothing to read, or a warehouse the first run will create);
+    /// object stores are opened as usual (nothing is written until a command writes).
+    pub fn open_existing(config: &WarehouseConfig) -> Result<Self, WarehouseError> {
+        if let WarehouseLocation::Local(path) = &config.location
+            && !path.is_dir()
+        {
+            return Err(WarehouseError::Missing {
+                root: config.location.to_string(),
+            });
+        }
+        Self::open(config)
+    }
+
     /// Checks, before any work, that the warehouse can be listed, written and cleaned:
     /// lists `_runs/`, puts a probe object and deletes it. Wrong credentials, a missing
     /// bucket or an unreachable endpoint fail here with what to check.
@@ -165,16 +181,10 @@ impl Warehouse {
     }
 }
 
-/// An error and all its causes, as one text.
+/// An error and all its causes, as one text (object_store's errors repeat their
+/// causes in their own text: each is shown once).
 fn error_chain(error: &object_store::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::message::chain(error)
 }
 
 /// The gist of a store error: the S3-style error code and HTTP status, or the innermost
@@ -193,6 +203,20 @@ fn short_detail(text: &str) -> String {
         (None, None) => text.rsplit(": ").next().unwrap_or(text).to_owned(),
     }
 }
+
+/// Where object_store looks for AWS credentials, in its order; the instance metadata
+/// service is the last, so its failure is what a user without credentials sees.
+const NO_CREDENTIALS_HINT: &str = "give credentials in one of the places looked in, in order: \
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN for temporary ones); \
+    web identity (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN); container credentials \
+    (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, or AWS_CONTAINER_CREDENTIALS_FULL_URI with \
+    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE); the EC2 instance metadata service (an instance \
+    profile; AWS_METADATA_ENDPOINT to use another address). ~/.aws/credentials and \
+    AWS_PROFILE are not read";
+
+/// Paths of the EC2 instance metadata service (IMDSv2 token, IMDSv1 role), which only
+/// the credential lookup asks.
+const INSTANCE_METADATA_PATHS: &[&str] = &["/latest/api/token", "/latest/meta-data/"];
 
 const CREDENTIALS_HINT: &str = "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the role / instance profile) and the bucket policy";
 
@@ -222,6 +246,11 @@ fn diagnose(error: &object_store::Error, text: &str) -> (&'static str, &'static 
             "the endpoint is plain http://, which is not allowed",
             "use https://, or set warehouse.allow_http = true (or AWS_ALLOW_HTTP=true) for a local test store",
         ),
+        _ if says(INSTANCE_METADATA_PATHS) => (
+            "no credentials were found (the last place looked, the instance metadata \
+             service, did not give any)",
+            NO_CREDENTIALS_HINT,
+        ),
         E::NotFound { .. } => (
             "the bucket or prefix was not found",
             "create the bucket, or check warehouse.url and warehouse.endpoint / warehouse.region",
@@ -240,6 +269,36 @@ fn diagnose(error: &object_store::Error, text: &str) -> (&'static str, &'static 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 9, item 11): no credentials at all is not "the endpoint cannot
+    /// be reached" (it is the instance metadata lookup failing).
+    #[test]
+    fn no_credentials_is_diagnosed_as_such() {
+        let text = "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token \
+            in 4.3s, after 2 retries, max_retries: 2, retry_timeout: 10s  - HTTP error: error \
+            sending request: client error (Connect): tcp connect error: Connection refused (os error 111)";
+        let error = object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        };
+        let (problem, hint) = diagnose(&error, text);
+        assert!(
+            problem.starts_with("no credentials were found"),
+            "{problem}"
+        );
+        for place in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "instance metadata",
+        ] {
+            assert!(hint.contains(place), "{place} missing from {hint}");
+        }
+        let elsewhere = "Generic S3 error: Error performing GET http://127.0.0.1:1/b in 1s - \
+            HTTP error: error sending request: client error (Connect)";
+        let (problem, _) = diagnose(&error, elsewhere);
+        assert_eq!(problem, "the endpoint cannot be reached");
+    }
 
     #[test]
     fn store_errors_are_shortened() {

@@ -18,6 +18,7 @@
 
 mod downloads;
 mod prepare;
+mod server_errors;
 
 use std::{
     num::NonZeroUsize,
@@ -28,7 +29,7 @@ use self::prepare::{Prepared, prepare};
 use super::{ExportInfo, SourceConfig, SourceRun};
 use crate::{
     auth::redact_url,
-    bulk::{BulkClient, BulkConfig, BulkError, KickOff},
+    bulk::{BulkClient, BulkConfig, BulkError, HumaneDuration, KickOff, OnServerErrors},
     failpoint,
     ingest::{self, IngestError, IngestSettings, Outcome, RunContext, RunSpec, RunSummary},
     input::InputError,
@@ -62,6 +63,28 @@ pub enum ExportError {
     /// The run was cancelled before its files were ingested.
     #[error("cancelled")]
     Cancelled,
+    /// The export did not complete within `max_export_wait`: it was cancelled on the
+    /// server and its in-flight record removed; the next run starts a new export.
+    #[error(
+        "the export did not complete within max_export_wait ({limit}): it was cancelled \
+         on the server and nothing committed; the next run starts a new export"
+    )]
+    TimedOut {
+        /// The configured bound.
+        limit: HumaneDuration,
+    },
+    /// The server reported failed parts of the export and `on_server_errors = "fail"`:
+    /// nothing was committed, the export was cancelled, the checkpoint stays.
+    #[error(
+        "the server could not export everything ({count} failed parts, the first: \
+         {first}); on_server_errors = \"fail\": nothing committed, the next run asks again"
+    )]
+    ServerFailures {
+        /// How many issues of severity error or fatal.
+        count: usize,
+        /// The first of them.
+        first: String,
+    },
 }
 
 /// Runs one incremental export of the bulk `source`, computing `views` from its
@@ -95,6 +118,24 @@ pub fn run(
         Err(e) => return Err(e),
     };
     let waited = started.elapsed();
+    let failures = server_errors::failures(&prepared.server_errors);
+    let policy = config.on_server_errors;
+    if !failures.is_empty() {
+        server_errors::report(&failures, policy, prepared.since.as_deref());
+    }
+    if policy == OnServerErrors::Fail && !failures.is_empty() {
+        cx.runtime.block_on(server_errors::forget_export(
+            &state,
+            &client,
+            &prepared.kickoff,
+            true,
+        ))?;
+        return Err(ExportError::ServerFailures {
+            count: failures.len(),
+            first: failures[0].clone(),
+        });
+    }
+    let hold = policy == OnServerErrors::HoldCheckpoint && !failures.is_empty();
     let summary = match ingest_files(cx, settings, source, &client, &prepared, views) {
         Ok(summary) => summary,
         Err(e) => {
@@ -112,7 +153,9 @@ pub fn run(
         resumed: prepared.resumed,
         checkpoint,
         waited,
+        server_failures: if hold { failures.clone() } else { Vec::new() },
     };
+    let mut outcome = summary.outcome;
     let checkpoint = match summary.outcome {
         Outcome::Cancelled => {
             return cancelled(
@@ -124,6 +167,17 @@ pub fn run(
             );
         }
         Outcome::TooManyRejected => None,
+        _ if hold => {
+            failpoint::hit("after-commit");
+            cx.runtime.block_on(server_errors::forget_export(
+                &state,
+                &client,
+                &prepared.kickoff,
+                false,
+            ))?;
+            outcome = Outcome::Partial;
+            None
+        }
         _ => {
             failpoint::hit("after-commit");
             Some(cx.runtime.block_on(finish(
@@ -136,7 +190,7 @@ pub fn run(
         }
     };
     Ok(SourceRun {
-        outcome: summary.outcome,
+        outcome,
         summary: Some(summary),
         export: Some(export(checkpoint)),
     })

@@ -27,7 +27,7 @@ use loader::Loader;
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
     /// The text is not JSON.
-    #[error("{origin}: not JSON: {source}")]
+    #[error("{origin}: not JSON")]
     Json {
         /// Where the view came from (a file name).
         origin: String,
