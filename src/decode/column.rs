@@ -137,7 +137,8 @@ impl Column {
                 Node::Static(n @ (StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_))),
             ) => {
                 let ordinal = cx.numbers.claim();
-                value.append_value(as_f64(n));
+                let float = as_f64(n);
+                value.append_value(float);
                 let exact = match index.checked_sub(1).map(|k| cx.tape[k]) {
                     Some(Node::String(key)) => {
                         cx.numbers
@@ -145,7 +146,11 @@ impl Column {
                     }
                     _ => cx.numbers.text(cx.line, ordinal),
                 };
-                text.append_value(exact);
+                if float_spells(float, exact) {
+                    text.append_null();
+                } else {
+                    text.append_value(exact);
+                }
             }
             (
                 Self::NumberText(b),
@@ -370,5 +375,46 @@ impl ListColumn {
             values.remove(0),
             self.validity.finish(),
         )
+    }
+}
+
+/// Whether `float`, written as the rebuild writes it (serde_json's shortest form, zmij:
+/// `83.8`, `100.0`), is exactly `text`. Then the `_text` companion stays null: most
+/// decimals need no second copy (a tenth of Observation's bytes on Synthea), and those
+/// whose text the float would change (`1.50`, `100`, `1e2`, `-0`, `1e400`) keep it.
+fn float_spells(float: f64, text: &str) -> bool {
+    float.is_finite() && zmij::Buffer::new().format_finite(float) == text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::float_spells;
+
+    /// The rebuild writes a decimal without text through serde_json: `float_spells`
+    /// must agree with it exactly, or a number would come back respelled.
+    #[test]
+    fn float_spells_as_serde_json_writes_the_float() {
+        for (text, float) in [
+            ("83.8", 83.8),
+            ("0.1", 0.1),
+            ("100.0", 100.0),
+            ("1e21", 1e21),
+            ("123456.789", 123456.789),
+            ("5e-324", 5e-324),
+            ("-2.5", -2.5),
+        ] {
+            let serde = serde_json::Number::from_f64(float).unwrap().to_string();
+            assert_eq!(float_spells(float, text), serde == text, "{text}: {serde}");
+            assert!(float_spells(float, &serde), "{serde}");
+        }
+        for (text, float) in [
+            ("1.50", 1.5),
+            ("100", 100.0),
+            ("1e2", 100.0),
+            ("-0", 0.0),
+            ("1E400", f64::INFINITY),
+        ] {
+            assert!(!float_spells(float, text), "{text}");
+        }
     }
 }

@@ -500,6 +500,54 @@ mod tests {
             .expect("the same value twice is not ambiguous");
     }
 
+    /// A decimal's `_text` holds its text only where the float would not give it
+    /// back (issue 12: the companion repeated every float).
+    #[test]
+    fn decimal_text_only_where_the_float_does_not_give_it_back() {
+        let mut decoder = decoder();
+        let origin = LineOrigin {
+            file: "Observation.ndjson".into(),
+            expected_type: None,
+            skip_parameters: false,
+        };
+        for (line, value) in ["83.8", "1.50", "100", "1e2", "0.1", "-0"]
+            .iter()
+            .enumerate()
+        {
+            let json = format!(
+                r#"{{"resourceType":"Observation","id":"o{line}","status":"final","code":{{}},"valueQuantity":{{"value":{value}}}}}"#
+            );
+            decoder
+                .decode_line(json.as_bytes(), &origin, line as u64 + 1)
+                .unwrap();
+        }
+        let batch = &decoder.finish_all().unwrap()[0].1;
+        let quantity = batch
+            .column_by_name("valueQuantity")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .unwrap();
+        let text = quantity
+            .column_by_name("value_text")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        let texts: Vec<Option<&str>> = text.iter().collect();
+        assert_eq!(
+            texts,
+            [
+                None,
+                Some("1.50"),
+                Some("100"),
+                Some("1e2"),
+                None,
+                Some("-0")
+            ]
+        );
+    }
+
     /// Regression (issue 9, item 4): numbers beyond the float range are kept: the
     /// float column holds ±infinity, the text companion the exact text.
     #[test]

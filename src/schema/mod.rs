@@ -62,7 +62,8 @@ pub enum Primitive {
     Boolean,
     /// `integer`, `positiveInt`, `unsignedInt`: Int32.
     Integer,
-    /// `decimal`: Float64, plus the exact JSON text in `<name>_text`.
+    /// `decimal`: Float64, plus the exact JSON text in `<name>_text` where the float's
+    /// shortest form is not that text (null where it is).
     Decimal,
     /// `date`, `dateTime`, `instant`: the exact text, plus a UTC timestamp in `<name>_ts`.
     Temporal,

@@ -7,8 +7,8 @@ use arrow_array::{Array, RecordBatch, cast::AsArray};
 use arrow_schema::{DataType, SchemaRef};
 use object_store::{ObjectStore, path::Path};
 use parquet::{
-    arrow::{ArrowSchemaConverter, ArrowWriter},
-    basic::Compression,
+    arrow::{ArrowSchemaConverter, ArrowWriter, arrow_writer::ArrowWriterOptions},
+    basic::{Compression, Encoding, GzipLevel},
     file::{
         metadata::ParquetMetaData,
         properties::{EnabledStatistics, WriterProperties},
@@ -20,7 +20,9 @@ use tokio::runtime::Handle;
 
 use super::{ObjectWriter, ParquetConfig, SinkError};
 use crate::{
-    delta, temporal,
+    delta,
+    schema::{LINEAGE_COLUMN, TIMESTAMP_SUFFIX},
+    temporal,
     warehouse::{FileStats, Range, WrittenFile},
 };
 
@@ -30,7 +32,11 @@ pub fn writer_properties(config: &ParquetConfig) -> WriterProperties {
         .set_compression(config.compression)
         .set_max_row_group_row_count(Some(config.row_group_rows.get()))
         .set_max_row_group_bytes(Some(config.row_group_bytes))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        // Min/max per column chunk for every column; page statistics (the column
+        // index) only for the columns queries filter on ([`pruned_by_pages`]): a page
+        // index for each of a table's hundreds of leaves made footers ten times
+        // pyarrow's and slowed small queries down.
+        .set_statistics_enabled(EnabledStatistics::Chunk)
         // Measured on Synthea: without dictionaries files are smaller (zstd finds the
         // repeats) and writing is cheaper; most FHIR strings are ids and references.
         .set_dictionary_enabled(false)
@@ -38,40 +44,64 @@ pub fn writer_properties(config: &ParquetConfig) -> WriterProperties {
         .build()
 }
 
-/// The properties of a new file whose first batch is `first`: leaf columns without a
-/// value in it are written with Snappy instead of zstd or gzip.
+/// Whether queries filter on the leaf at `path` often enough to deserve page
+/// statistics: `id`, `subject.reference`, `meta.lastUpdated` and the timestamp
+/// companions outside lists.
+fn pruned_by_pages(path: &[String]) -> bool {
+    match path {
+        [id] if id == "id" => true,
+        [subject, reference] if subject == "subject" && reference == "reference" => true,
+        [.., last] => last.ends_with(TIMESTAMP_SUFFIX) && !path.iter().any(|p| p == "list"),
+        [] => false,
+    }
+}
+
+/// The properties of a new file whose first batch is `first`.
 ///
-/// parquet-rs gives every column writer its own codec, and a zstd codec holds a
+/// Leaf columns without a value in it are compressed with gzip at level 1 instead of
+/// zstd. parquet-rs gives every column writer its own codec, and a zstd codec holds a
 /// compression and a decompression context (~100 KB together) for as long as the row
 /// group is open. Most of a FHIR table's typed columns are empty in any given export,
 /// so those contexts were most of the writer's memory (170 MB of a 480 MB peak on
-/// Synthea) and 5% of its time. An empty column compresses to nothing with any codec;
-/// if it gets values later in the file they are still compressed, with Snappy.
+/// Synthea) and 5% of its time. gzip's state lives only while a page is compressed.
+/// An empty leaf inside lists still writes its repetition and definition levels (one
+/// per item of the list around it), so it is not free: with Snappy, as before, they
+/// were 7.3 of Synthea's 24.7 MB; gzip halves them. A leaf that gets values later in
+/// the file is still compressed, with gzip.
+///
+/// Page statistics are switched on for the leaves [`pruned_by_pages`] names, and the
+/// lineage's line numbers (consecutive within a file) are delta-encoded.
 pub fn properties_for(
     base: &WriterProperties,
     first: &RecordBatch,
 ) -> Result<WriterProperties, SinkError> {
-    let default = base.compression(&ColumnPath::new(Vec::new()));
-    if !matches!(
-        default,
-        Compression::ZSTD(_) | Compression::GZIP(_) | Compression::BROTLI(_)
-    ) {
-        return Ok(base.clone());
-    }
     let descriptor = ArrowSchemaConverter::new()
         .convert(&first.schema())
         .map_err(|source| SinkError::Parquet {
             path: "<schema>".into(),
             source,
         })?;
+    let default = base.compression(&ColumnPath::new(Vec::new()));
+    let empty_leaves = matches!(
+        default,
+        Compression::ZSTD(_) | Compression::GZIP(_) | Compression::BROTLI(_)
+    )
+    .then(|| Compression::GZIP(GzipLevel::try_new(1).unwrap_or_default()));
     let mut has_values = Vec::with_capacity(descriptor.num_columns());
     for column in first.columns() {
         leaves_with_values(column, &mut has_values);
     }
     let mut builder = base.clone().into_builder();
     for (column, has_values) in descriptor.columns().iter().zip(has_values) {
-        if !has_values {
-            builder = builder.set_column_compression(column.path().clone(), Compression::SNAPPY);
+        let path = column.path();
+        if let (false, Some(codec)) = (has_values, empty_leaves) {
+            builder = builder.set_column_compression(path.clone(), codec);
+        }
+        if pruned_by_pages(path.parts()) {
+            builder = builder.set_column_statistics_enabled(path.clone(), EnabledStatistics::Page);
+        }
+        if path.parts() == [LINEAGE_COLUMN, "line"] {
+            builder = builder.set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED);
         }
     }
     Ok(builder.build())
@@ -107,7 +137,13 @@ impl ParquetFile {
         runtime: Handle,
     ) -> Result<Self, SinkError> {
         let out = ObjectWriter::new(store, path.clone(), runtime);
-        let writer = ArrowWriter::try_new(out, schema, Some(properties)).map_err(|source| {
+        // No ARROW:schema in the footer: the Parquet schema says all our types (the
+        // serialized Arrow schema of a wide table was ~30 KB a file), and readers take
+        // the table's schema from the Delta log.
+        let options = ArrowWriterOptions::new()
+            .with_properties(properties)
+            .with_skip_arrow_metadata(true);
+        let writer = ArrowWriter::try_new_with_options(out, schema, options).map_err(|source| {
             SinkError::Parquet {
                 path: path.to_string(),
                 source,
@@ -229,7 +265,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_leaves_get_snappy_and_the_others_keep_zstd() {
+    fn empty_leaves_get_gzip_and_the_others_keep_zstd() {
         let zstd = Compression::ZSTD(ZstdLevel::try_new(1).unwrap());
         let base = WriterProperties::builder().set_compression(zstd).build();
         let inner = Fields::from(vec![
@@ -260,7 +296,31 @@ mod tests {
             ))
         };
         assert_eq!(codec(&["s", "a"]), zstd);
-        assert_eq!(codec(&["s", "b"]), Compression::SNAPPY);
-        assert_eq!(codec(&["l", "list", "item"]), Compression::SNAPPY);
+        let gzip = Compression::GZIP(GzipLevel::try_new(1).unwrap());
+        assert_eq!(codec(&["s", "b"]), gzip);
+        assert_eq!(codec(&["l", "list", "item"]), gzip);
+    }
+
+    #[test]
+    fn page_statistics_only_where_queries_filter() {
+        let owned = |path: &[&str]| path.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        for path in [
+            &["id"][..],
+            &["subject", "reference"],
+            &["meta", "lastUpdated_ts"],
+            &["effectiveDateTime_ts"],
+            &["period", "start_ts"],
+        ] {
+            assert!(pruned_by_pages(&owned(path)), "{path:?}");
+        }
+        for path in [
+            &["meta", "lastUpdated"][..],
+            &["code", "coding", "list", "element", "code"],
+            &["item", "list", "element", "servicedDate_ts"],
+            &["status"],
+            &["encounter", "id"],
+        ] {
+            assert!(!pruned_by_pages(&owned(path)), "{path:?}");
+        }
     }
 }
