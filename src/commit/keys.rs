@@ -14,8 +14,9 @@ use arrow_array::{
     TimestampMicrosecondArray, cast::AsArray,
 };
 
+use super::CommitContext;
 use super::CommitError;
-use crate::{ingest::RunContext, temporal};
+use crate::temporal;
 
 /// A resource's identity: its namespace and its `id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,7 +101,7 @@ pub enum KeyColumns {
 
 /// The key rows of the data file at `path`, in row order.
 pub fn read_keys(
-    cx: &RunContext,
+    cx: &CommitContext,
     path: &str,
     columns: KeyColumns,
 ) -> Result<Vec<KeyRow>, CommitError> {

@@ -32,16 +32,18 @@ use std::{
 };
 
 use arrow_schema::SchemaRef;
+use tokio::runtime::Handle;
 
 use self::{current::Winners, keys::Key, tables::Committed};
 use crate::{
     delta::DeltaError,
     failpoint,
-    ingest::RunContext,
-    schema::SchemaError,
+    schema::{Registry, SchemaError},
     sink::{ParquetConfig, RunFiles, SinkError},
     view::ViewDefinition,
-    warehouse::{DeletedRef, TableId, TableKind, TableManifest, WarehouseError, WrittenFile},
+    warehouse::{
+        DeletedRef, TableId, TableKind, TableManifest, Warehouse, WarehouseError, WrittenFile,
+    },
 };
 
 /// Errors of committing a run's tables.
@@ -103,10 +105,22 @@ pub enum CommitError {
     },
 }
 
+/// What commits need of the invocation: the warehouse, the schemas and the runtime
+/// (`ingest::RunContext::commit_context` gives it; `commit` sits below `ingest`).
+#[derive(Debug, Clone)]
+pub struct CommitContext {
+    /// The opened warehouse.
+    pub warehouse: Warehouse,
+    /// The schemas.
+    pub registry: Arc<Registry>,
+    /// The runtime the store uses; commits block on it.
+    pub runtime: Handle,
+}
+
 /// What the tables' commits of a run need to know of it.
 pub struct RunInfo<'a> {
     /// The context.
-    pub cx: &'a RunContext,
+    pub cx: &'a CommitContext,
     /// The run id.
     pub run_id: &'a str,
     /// The attempt token.

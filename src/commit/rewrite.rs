@@ -8,7 +8,7 @@ use object_store::{ObjectStoreExt, path::Path};
 
 use super::CommitError;
 use crate::{
-    ingest::RunContext,
+    commit::CommitContext,
     sink::{RunFiles, TableWriter, writer_properties},
     warehouse::{FileStats, TableId, TableManifest, WrittenFile, layout},
 };
@@ -16,7 +16,7 @@ use crate::{
 /// Where a merge writes: the table, its run's file names, and its file settings.
 pub struct Output<'a> {
     /// The context.
-    pub cx: &'a RunContext,
+    pub cx: &'a CommitContext,
     /// The table written.
     pub table: TableId,
     /// The run id and attempt token (plus a suffix telling the merge's files apart).

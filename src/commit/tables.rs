@@ -7,8 +7,8 @@ use arrow_schema::{DataType, Field, Schema};
 
 use super::CommitError;
 use crate::{
+    commit::CommitContext,
     delta::{Action, Add, CommitResult, DeltaTable, PartitionValues, Snapshot, Txn, now_ms},
-    ingest::RunContext,
     warehouse::{TableId, WrittenFile},
 };
 
@@ -22,12 +22,12 @@ const CHECKPOINT_INTERVAL: i64 = 10;
 pub const EXPORT_DATE: &str = "export_date";
 
 /// The Delta table of `table`.
-pub fn delta(cx: &RunContext, table: &TableId) -> DeltaTable {
+pub fn delta(cx: &CommitContext, table: &TableId) -> DeltaTable {
     cx.warehouse.delta_table(table)
 }
 
 /// The snapshot of `table`, if it exists.
-pub fn snapshot(cx: &RunContext, table: &TableId) -> Result<Option<Snapshot>, CommitError> {
+pub fn snapshot(cx: &CommitContext, table: &TableId) -> Result<Option<Snapshot>, CommitError> {
     Ok(cx.runtime.block_on(delta(cx, table).snapshot())?)
 }
 
@@ -99,7 +99,7 @@ pub struct NewTable<'a> {
 /// again and `plan` asked again. After a commit the table is checkpointed every
 /// 10 versions.
 pub fn commit_guarded(
-    cx: &RunContext,
+    cx: &CommitContext,
     table: &TableId,
     new: NewTable<'_>,
     txn: (&str, i64),
@@ -162,7 +162,7 @@ pub fn commit_guarded(
 
 /// Writes a checkpoint when `version` is due one.
 fn checkpoint(
-    cx: &RunContext,
+    cx: &CommitContext,
     delta: &DeltaTable,
     before: Option<&Snapshot>,
     version: i64,

@@ -3,7 +3,7 @@
 //! A row's overflow is a JSON object whose keys are JSON Pointers (RFC 6901) into the
 //! resource and whose values are the JSON found there, for example
 //! `{"/contained":[...],"/name/0/_family":{"extension":[...]}}`. The typed columns plus
-//! these entries rebuild the resource exactly (see [`crate::maintain::rebuild`]).
+//! these entries rebuild the resource exactly (see `maintain::rebuild`, which reads them).
 //!
 //! simd-json's tape keeps numbers parsed, not as text; a decimal's text matters in FHIR
 //! (`1.50` is not `1.5`), so [`NumberTexts`] recovers the text of the n-th number of the

@@ -50,7 +50,7 @@ pub use self::{
 };
 use self::{read::FileReader, worker::DecodeWorker, write::Writer};
 use crate::{
-    commit::{self, CommitError, RunInfo},
+    commit::{self, CommitContext, CommitError, RunInfo},
     decode::{LineDecoder, RunLineage},
     failpoint,
     input::{InputError, InputFile},
@@ -110,6 +110,17 @@ pub struct RunContext {
     pub cancel: CancellationToken,
     /// Counters for a live display.
     pub progress: Arc<Progress>,
+}
+
+impl RunContext {
+    /// What commits need of it.
+    pub fn commit_context(&self) -> CommitContext {
+        CommitContext {
+            warehouse: self.warehouse.clone(),
+            registry: self.registry.clone(),
+            runtime: self.runtime.clone(),
+        }
+    }
 }
 
 /// What one run ingests: everything it needs, complete before it starts.
@@ -235,8 +246,9 @@ pub fn run(
     };
     failpoint::hit("after-data-files");
     if outcome.commits() {
+        let commit_cx = cx.commit_context();
         let info = RunInfo {
-            cx,
+            cx: &commit_cx,
             run_id: &manifest.run_id,
             attempt: &manifest.attempt,
             source: &manifest.source,

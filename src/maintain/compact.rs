@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::{
+    commit::CommitContext,
     commit::{
         CommitError,
         rewrite::Output,
@@ -73,6 +74,7 @@ pub fn compact_table(
     target_bytes: usize,
     parquet: &ParquetConfig,
 ) -> Result<Compacted, CompactError> {
+    let cx = &cx.commit_context();
     let run_id = format!("compact-{}", temporal::compact_utc(temporal::unix_now()));
     let attempt = layout::new_attempt();
     let seq = temporal::now_micros();
@@ -145,7 +147,7 @@ pub fn compact_table(
 /// Records the compaction in `_runs/` (the run manifest of a compaction): what it
 /// replaced, what it wrote, the version it made.
 fn record(
-    cx: &RunContext,
+    cx: &CommitContext,
     table: &TableId,
     files: &RunFiles,
     started_at: String,
@@ -190,7 +192,7 @@ fn record(
 /// replaced, the files written and the rows the replaced files' stats recorded.
 #[allow(clippy::type_complexity)]
 fn rewrite(
-    cx: &RunContext,
+    cx: &CommitContext,
     table: &TableId,
     files: &RunFiles,
     parquet: &ParquetConfig,

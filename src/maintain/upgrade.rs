@@ -18,6 +18,7 @@ use arrow_schema::SchemaRef;
 use object_store::{ObjectStoreExt, path::Path};
 
 use crate::{
+    commit::CommitContext,
     commit::{
         CommitError, RunInfo, current,
         history::append,
@@ -78,6 +79,7 @@ pub struct Upgraded {
 /// Upgrades every table of the old layout; returns what was done per type (nothing on
 /// a warehouse already upgraded).
 pub fn upgrade(cx: &RunContext, parquet: &ParquetConfig) -> Result<Vec<Upgraded>, UpgradeError> {
+    let cx = &cx.commit_context();
     let snapshot = cx.runtime.block_on(cx.warehouse.snapshot())?;
     let legacy: BTreeMap<TableId, Vec<WrittenFile>> = snapshot
         .live_files()
@@ -114,7 +116,7 @@ pub fn upgrade(cx: &RunContext, parquet: &ParquetConfig) -> Result<Vec<Upgraded>
 }
 
 /// Records the upgrade in `_runs/`, replacing the old files.
-fn record(cx: &RunContext, replaced: &[String]) -> Result<(), UpgradeError> {
+fn record(cx: &CommitContext, replaced: &[String]) -> Result<(), UpgradeError> {
     let now = temporal::now_rfc3339();
     let manifest = RunManifest {
         format_version: MANIFEST_VERSION,
@@ -140,7 +142,7 @@ fn record(cx: &RunContext, replaced: &[String]) -> Result<(), UpgradeError> {
 }
 
 fn upgrade_type(
-    cx: &RunContext,
+    cx: &CommitContext,
     parquet: &ParquetConfig,
     resource_type: &str,
     files: &[WrittenFile],
@@ -228,7 +230,7 @@ fn upgrade_type(
 
 /// The run of one upgrade step: commits with txn `(fhir-ingest-upgrade, seq)`.
 fn step<'a>(
-    cx: &'a RunContext,
+    cx: &'a CommitContext,
     parquet: &'a ParquetConfig,
     attempt: &'a str,
     seq: i64,
@@ -251,7 +253,7 @@ fn step<'a>(
 }
 
 /// The live files of a history table, as files to merge.
-fn history_files(cx: &RunContext, history: &TableId) -> Result<Vec<WrittenFile>, UpgradeError> {
+fn history_files(cx: &CommitContext, history: &TableId) -> Result<Vec<WrittenFile>, UpgradeError> {
     Ok(cx
         .runtime
         .block_on(cx.warehouse.live_files(history))
@@ -268,14 +270,14 @@ fn history_files(cx: &RunContext, history: &TableId) -> Result<Vec<WrittenFile>,
 }
 
 /// The txn version of the upgrade in `table` (none before its first commit).
-fn txn(cx: &RunContext, table: &TableId) -> Result<Option<i64>, UpgradeError> {
+fn txn(cx: &CommitContext, table: &TableId) -> Result<Option<i64>, UpgradeError> {
     Ok(snapshot(cx, table)?.and_then(|s| s.txn_version(UPGRADE_APP)))
 }
 
 /// Rewrites the old files of a type into `history/<Type>`, each in its partition, with
 /// the lineage of this version.
 fn rewrite_files(
-    cx: &RunContext,
+    cx: &CommitContext,
     run: &RunInfo<'_>,
     history: &TableId,
     schema: &SchemaRef,
@@ -351,7 +353,7 @@ fn with_lineage_of_now(batch: &RecordBatch, schema: &SchemaRef) -> Result<Record
 }
 
 /// Deletes an old file (gone already is fine).
-fn delete(cx: &RunContext, path: &str) -> Result<(), UpgradeError> {
+fn delete(cx: &CommitContext, path: &str) -> Result<(), UpgradeError> {
     match cx
         .runtime
         .block_on(cx.warehouse.store().delete(&Path::from(path)))

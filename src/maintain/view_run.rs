@@ -129,6 +129,7 @@ pub fn replace_table(
     batches: &[RecordBatch],
     parquet: &crate::sink::ParquetConfig,
 ) -> Result<Option<i64>, crate::commit::CommitError> {
+    let cx = &cx.commit_context();
     use crate::commit::tables::{self, Committed, NewTable, commit_guarded};
     let table = TableId::view(view.name());
     let schema = view_table_schema(view);
