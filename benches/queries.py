@@ -39,7 +39,8 @@ QUERIES = {
         WHERE CAST(birthDate AS DATE) >= DATE '1980-01-01'
         GROUP BY gender ORDER BY gender""",
     "one patient by id": """
-        SELECT id, gender, birthDate FROM pat WHERE id = (SELECT max(id) FROM pat)""",
+        SELECT id, gender, CAST(birthDate AS VARCHAR) FROM pat
+        WHERE id = (SELECT max(id) FROM pat)""",
     "observations of one patient": """
         SELECT count(*) FROM obs
         WHERE subject.reference = (SELECT 'Patient/' || min(id) FROM pat)""",

@@ -13,6 +13,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::keys::KeyHasher;
+
 use super::{
     CommitError, RunInfo,
     keys::{Key, KeyColumns, KeyRow, Lineage, read_keys},
@@ -26,7 +28,7 @@ use crate::{
 
 /// Where each resource a run touched stands after the merge: the lineage of its current
 /// row, or none (deleted, or never there).
-pub type Winners = HashMap<Key, Option<Lineage>>;
+pub type Winners = HashMap<Key, Option<Lineage>, KeyHasher>;
 
 /// What a merge into `current/<Type>` did.
 pub struct Merged {
@@ -50,15 +52,19 @@ struct Candidate {
 
 /// Merges the run's rows of `resource_type` (its history files `staged`) and its
 /// deletions (`deleted` ids, in the run's namespace) into `current/<Type>`.
+///
+/// `want_winners`: whether to return where each touched resource stands (its views
+/// need it); otherwise that map is not built.
 pub fn merge(
     run: &RunInfo<'_>,
     resource_type: &str,
     staged: &[WrittenFile],
     deleted: &[Key],
+    want_winners: bool,
 ) -> Result<Merged, CommitError> {
     let cx = run.cx;
     let table = TableId::current(resource_type);
-    let mut candidates: HashMap<Key, Candidate> = HashMap::new();
+    let mut candidates: HashMap<Key, Candidate, KeyHasher> = HashMap::default();
     let mut rows_per_file = vec![0usize; staged.len()];
     for (file, written) in staged.iter().enumerate() {
         for row in read_keys(cx, &written.path, KeyColumns::Resource)? {
@@ -71,7 +77,7 @@ pub fn merge(
             }
         }
     }
-    let deleted: HashSet<&Key> = deleted.iter().collect();
+    let deleted: HashSet<&Key, KeyHasher> = deleted.iter().collect();
     let schema = run.resource_schema(resource_type)?;
     let output = Output {
         cx,
@@ -91,7 +97,7 @@ pub fn merge(
         (run.source, run.seq),
         "MERGE",
         |snapshot| {
-            let plan = plan(run, &table, snapshot, &candidates, &deleted)?;
+            let plan = plan(run, &table, snapshot, &candidates, &deleted, want_winners)?;
             let actions = write_plan(
                 &output,
                 snapshot,
@@ -100,7 +106,7 @@ pub fn merge(
                 &rows_per_file,
                 &candidates,
             )?;
-            result = (actions.1, plan.removed_rows(), Some(plan.winners));
+            result = (actions.1, plan.removed_rows(), plan.winners);
             Ok((!actions.0.is_empty()).then_some(actions.0))
         },
     )?;
@@ -124,11 +130,11 @@ pub fn merge(
 /// What to change in the table.
 struct Plan {
     /// Candidates that win (by key), and so enter the table.
-    accepted: HashSet<Key>,
+    accepted: HashSet<Key, KeyHasher>,
     /// Rows of existing files that go, by file key.
     removed: HashMap<String, HashSet<usize>>,
-    /// Where each touched resource stands afterwards.
-    winners: Winners,
+    /// Where each touched resource stands afterwards, when asked for.
+    winners: Option<Winners>,
 }
 
 impl Plan {
@@ -143,31 +149,40 @@ fn plan(
     run: &RunInfo<'_>,
     table: &TableId,
     snapshot: Option<&Snapshot>,
-    candidates: &HashMap<Key, Candidate>,
-    deleted: &HashSet<&Key>,
+    candidates: &HashMap<Key, Candidate, KeyHasher>,
+    deleted: &HashSet<&Key, KeyHasher>,
+    want_winners: bool,
 ) -> Result<Plan, CommitError> {
-    let mut accepted: HashSet<Key> = candidates.keys().cloned().collect();
+    let mut accepted: HashSet<Key, KeyHasher> = candidates.keys().cloned().collect();
     let mut removed: HashMap<String, HashSet<usize>> = HashMap::new();
-    let mut winners: Winners = candidates
-        .iter()
-        .map(|(k, c)| (k.clone(), Some(c.row.lineage.clone())))
-        .collect();
-    for key in deleted.iter().filter(|k| !candidates.contains_key(**k)) {
-        winners.insert((*key).clone(), None);
-    }
+    let mut winners: Option<Winners> = want_winners.then(|| {
+        let mut winners: Winners = candidates
+            .iter()
+            .map(|(k, c)| (k.clone(), Some(c.row.lineage.clone())))
+            .collect();
+        for key in deleted.iter().filter(|k| !candidates.contains_key(**k)) {
+            winners.insert((*key).clone(), None);
+        }
+        winners
+    });
+    let mut stays = |key: &Key, lineage: &Lineage| {
+        if let Some(winners) = winners.as_mut() {
+            winners.insert(key.clone(), Some(lineage.clone()));
+        }
+    };
     for key in snapshot.into_iter().flat_map(|s| s.files().keys()) {
         for existing in read_keys(run.cx, &file_path(table, key), KeyColumns::Resource)? {
             let goes = match candidates.get(&existing.key) {
                 Some(c) if c.row.version.cmp_newer(&existing.version).is_gt() => true,
                 Some(_) => {
                     accepted.remove(&existing.key);
-                    winners.insert(existing.key.clone(), Some(existing.lineage.clone()));
+                    stays(&existing.key, &existing.lineage);
                     false
                 }
                 None if deleted.contains(&existing.key) => {
                     let goes = existing.version.transaction_time < run.transaction_micros;
                     if !goes {
-                        winners.insert(existing.key.clone(), Some(existing.lineage.clone()));
+                        stays(&existing.key, &existing.lineage);
                     }
                     goes
                 }
@@ -193,24 +208,36 @@ fn write_plan(
     plan: &Plan,
     staged: &[WrittenFile],
     rows_per_file: &[usize],
-    candidates: &HashMap<Key, Candidate>,
+    candidates: &HashMap<Key, Candidate, KeyHasher>,
 ) -> Result<(Vec<Action>, TableManifest), CommitError> {
     let mut added = TableManifest::default();
-    let mut keep: Vec<HashSet<usize>> = vec![HashSet::new(); staged.len()];
+    // Which rows of each staged file win, and how many.
+    let mut keep: Vec<(Vec<bool>, usize)> = staged
+        .iter()
+        .map(|f| (vec![false; f.rows as usize], 0))
+        .collect();
     for key in &plan.accepted {
         let c = &candidates[key];
-        keep[c.file].insert(c.row.row);
+        let (rows, n) = &mut keep[c.file];
+        if rows.len() <= c.row.row {
+            rows.resize(c.row.row + 1, false);
+        }
+        if !rows[c.row.row] {
+            rows[c.row.row] = true;
+            *n += 1;
+        }
     }
     let mut writer = output.writer();
     for (i, file) in staged.iter().enumerate() {
-        match keep[i].len() {
+        let (rows, wins) = &keep[i];
+        match *wins {
             0 => {}
             // Every row of the file wins (and it has no row without an id): take it whole.
             n if n == rows_per_file[i] && n as u64 == file.rows => {
                 added.push(output.copy_file(file, added.files.len())?)
             }
             _ => {
-                output.keep_rows(&file.path, |r| keep[i].contains(&r), &mut writer)?;
+                output.keep_rows(&file.path, |r| rows.get(r) == Some(&true), &mut writer)?;
             }
         }
     }

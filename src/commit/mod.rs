@@ -27,8 +27,11 @@ pub mod tables;
 pub mod views;
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
 };
 
 use arrow_schema::SchemaRef;
@@ -186,54 +189,101 @@ pub fn commit_tables(
         .collect();
     types.sort_unstable();
     types.dedup();
+    let failed = AtomicBool::new(false);
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(types.len()));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_COMMIT_THREADS)
+        .min(types.len());
+    // Resource types are independent (each commits history, then current, then its
+    // views, in that order): a thread per core takes them one by one, so a run's
+    // commit tail is not one core's work. After a failure no new type is started.
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(&resource_type) = types.get(next.fetch_add(1, Ordering::Relaxed))
+                    else {
+                        break;
+                    };
+                    let ids = deleted_by_type
+                        .get(resource_type)
+                        .map_or(&[][..], Vec::as_slice);
+                    let result = commit_type(run, written, resource_type, ids, views);
+                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                    results
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((resource_type, result));
+                }
+            });
+        }
+    });
+    let mut results = results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    results.sort_by_key(|(resource_type, _)| *resource_type);
     let mut out = BTreeMap::new();
-    for resource_type in types {
-        let staged = staged_files(written, &TableId::history(resource_type));
-        let ids = deleted_by_type
-            .get(resource_type)
-            .map_or(&[][..], Vec::as_slice);
-        let (committed, added) = history::append(run, resource_type, staged, ids)?;
-        out.insert(
-            TableId::history(resource_type),
-            summary(committed, added, 0),
-        );
-        failpoint::hit("after-history-commit");
-
-        let keys: Vec<Key> = ids
-            .iter()
-            .map(|id| Key {
-                namespace: Arc::from(run.namespace),
-                id: Arc::from(id.as_str()),
-            })
-            .collect();
-        let merged = current::merge(run, resource_type, staged, &keys)?;
-        out.insert(
-            TableId::current(resource_type),
-            summary(merged.committed, merged.added, merged.removed),
-        );
-        failpoint::hit("after-current-commit");
-
-        let type_views: Vec<_> = views
-            .iter()
-            .filter(|v| v.resource() == resource_type)
-            .collect();
-        if type_views.is_empty() {
-            continue;
-        }
-        let winners = match merged.winners {
-            Some(w) => w,
-            None => winners_of(run, resource_type, staged, &keys)?,
-        };
-        for view in type_views {
-            let table = TableId::view(view.name());
-            let merged = views::merge(run, view, staged_files(written, &table), &winners)?;
-            out.insert(
-                table,
-                summary(merged.committed, merged.added, merged.removed),
-            );
-        }
-        failpoint::hit("after-views-commit");
+    for (_, result) in results {
+        out.extend(result?);
     }
+    Ok(out)
+}
+
+/// Most threads committing resource types at once.
+const MAX_COMMIT_THREADS: usize = 4;
+
+/// Commits one resource type's tables: its history, its current state, its views.
+fn commit_type(
+    run: &RunInfo<'_>,
+    written: &BTreeMap<TableId, TableManifest>,
+    resource_type: &str,
+    ids: &[String],
+    views: &[Arc<ViewDefinition>],
+) -> Result<Vec<(TableId, TableManifest)>, CommitError> {
+    let mut out = Vec::new();
+    let staged = staged_files(written, &TableId::history(resource_type));
+    let (committed, added) = history::append(run, resource_type, staged, ids)?;
+    out.push((
+        TableId::history(resource_type),
+        summary(committed, added, 0),
+    ));
+    failpoint::hit("after-history-commit");
+
+    let keys: Vec<Key> = ids
+        .iter()
+        .map(|id| Key {
+            namespace: Arc::from(run.namespace),
+            id: Arc::from(id.as_str()),
+        })
+        .collect();
+    let type_views: Vec<_> = views
+        .iter()
+        .filter(|v| v.resource() == resource_type)
+        .collect();
+    let merged = current::merge(run, resource_type, staged, &keys, !type_views.is_empty())?;
+    out.push((
+        TableId::current(resource_type),
+        summary(merged.committed, merged.added, merged.removed),
+    ));
+    failpoint::hit("after-current-commit");
+    if type_views.is_empty() {
+        return Ok(out);
+    }
+    let winners = match merged.winners {
+        Some(w) => w,
+        None => winners_of(run, resource_type, staged, &keys)?,
+    };
+    for view in type_views {
+        let table = TableId::view(view.name());
+        let merged = views::merge(run, view, staged_files(written, &table), &winners)?;
+        out.push((
+            table,
+            summary(merged.committed, merged.added, merged.removed),
+        ));
+    }
+    failpoint::hit("after-views-commit");
     Ok(out)
 }
 
@@ -265,7 +315,7 @@ fn winners_of(
     staged: &[WrittenFile],
     deleted: &[Key],
 ) -> Result<Winners, CommitError> {
-    let mut winners: Winners = HashMap::new();
+    let mut winners = Winners::default();
     for file in staged {
         for row in keys::read_keys(run.cx, &file.path, keys::KeyColumns::Resource)? {
             winners.insert(row.key, None);

@@ -182,7 +182,7 @@ fn upgrade_type(
         if staged.is_empty() {
             staged = history_files(cx, &history)?;
         }
-        current::merge(&whole, resource_type, &staged, &[])?;
+        current::merge(&whole, resource_type, &staged, &[], false)?;
     }
     // 3. The deletions of the old runs, in export order.
     for (i, run) in runs.iter().enumerate() {
@@ -220,7 +220,7 @@ fn upgrade_type(
             })
             .collect();
         if let Committed::Version(_) =
-            current::merge(&deletes, resource_type, &[], &keys)?.committed
+            current::merge(&deletes, resource_type, &[], &keys, false)?.committed
         {
             upgraded.deleted += ids.len();
         }
