@@ -71,7 +71,7 @@ fn pruned_by_pages(path: &[String]) -> bool {
 /// level 3: 23 KB at ~90 MB/s; level 6: 20 KB at half the speed). A leaf that gets
 /// values later in the file is still compressed, with gzip.
 ///
-/// Page statistics are switched on for the leaves [`pruned_by_pages`] names, and the
+/// Page statistics are switched on for the leaves `pruned_by_pages` names, and the
 /// lineage's line numbers (consecutive within a file) are delta-encoded.
 pub fn properties_for(
     base: &WriterProperties,
