@@ -39,7 +39,7 @@ QUERIES = {
         WHERE CAST(birthDate AS DATE) >= DATE '1980-01-01'
         GROUP BY gender ORDER BY gender""",
     "one patient by id": """
-        SELECT id, gender, CAST(birthDate AS VARCHAR) FROM pat
+        SELECT id, gender, CAST(birthDate AS DATE) FROM pat
         WHERE id = (SELECT max(id) FROM pat)""",
     "observations of one patient": """
         SELECT count(*) FROM obs

@@ -228,6 +228,7 @@ pub fn commit_tables(
     for (_, result) in results {
         out.extend(result?);
     }
+    tracing::debug!("{} tables committed", out.len());
     Ok(out)
 }
 

@@ -245,6 +245,7 @@ pub fn run(
         judge_rejections(&manifest, settings.max_rejected_fraction)
     };
     failpoint::hit("after-data-files");
+    tracing::debug!("data files written; committing the tables");
     if outcome.commits() {
         let commit_cx = cx.commit_context();
         let info = RunInfo {
