@@ -522,19 +522,10 @@ mod tests {
                 .unwrap();
         }
         let batch = &decoder.finish_all().unwrap()[0].1;
-        let quantity = batch
-            .column_by_name("valueQuantity")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StructArray>()
-            .unwrap();
-        let text = quantity
-            .column_by_name("value_text")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
-        let texts: Vec<Option<&str>> = text.iter().collect();
+        let texts: Vec<Option<&str>> =
+            quantity_value::<arrow_array::StringArray>(batch, "value_text")
+                .iter()
+                .collect();
         assert_eq!(
             texts,
             [
@@ -566,26 +557,20 @@ mod tests {
             )
             .expect("1e400 is valid JSON");
         let batch = &decoder.finish_all().unwrap()[0].1;
-        let quantity = batch
-            .column_by_name("valueQuantity")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StructArray>()
-            .unwrap();
-        let value = quantity
-            .column_by_name("value")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow_array::Float64Array>()
-            .unwrap();
+        let value = quantity_value::<arrow_array::Float64Array>(batch, "value");
         assert_eq!(value.value(0), f64::NEG_INFINITY);
-        let text = quantity
-            .column_by_name("value_text")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
+        let text = quantity_value::<arrow_array::StringArray>(batch, "value_text");
         assert_eq!(text.value(0), "-1E400");
+    }
+
+    /// The `child` column of `valueQuantity` in an Observation batch.
+    fn quantity_value<'a, T: 'static>(batch: &'a RecordBatch, child: &str) -> &'a T {
+        batch
+            .column_by_name("valueQuantity")
+            .and_then(|c| c.as_any().downcast_ref::<StructArray>())
+            .and_then(|q| q.column_by_name(child))
+            .and_then(|c| c.as_any().downcast_ref::<T>())
+            .expect("valueQuantity child of the expected type")
     }
 
     #[test]
