@@ -178,26 +178,41 @@ pub fn keys_of_batch(
         .and_then(|m| m.column_by_name("lastUpdated_ts"))
         .and_then(|c| c.as_any().downcast_ref());
     let text = |a: &StringArray, i: usize| a.is_valid(i).then(|| Arc::<str>::from(a.value(i)));
+    // Namespace, run, file and export are the same for most rows of a file: their
+    // repeats share one `Arc` and one parse instead of one each per row.
+    let (mut namespaces, mut runs, mut files) =
+        (Repeats::default(), Repeats::default(), Repeats::default());
+    let mut exported: Option<(Arc<str>, Option<i64>)> = None;
+    let mut exports = Repeats::default();
     for i in 0..batch.num_rows() {
         let Some(id) = text(ids, i) else {
             continue;
         };
+        let transaction_time = exports
+            .get(transaction_time, i)
+            .and_then(|text| match &exported {
+                Some((last, micros)) if Arc::ptr_eq(last, &text) => *micros,
+                _ => {
+                    let micros = temporal::parse_micros(&text);
+                    exported = Some((text, micros));
+                    micros
+                }
+            });
         out.push(KeyRow {
             key: Key {
-                namespace: text(namespace, i).unwrap_or_else(|| Arc::from("")),
+                namespace: namespaces
+                    .get(namespace, i)
+                    .unwrap_or_else(|| Arc::from("")),
                 id,
             },
             version: Version {
                 version_id: version_id.and_then(|v| text(v, i)),
                 last_updated: last_updated.and_then(|t| t.is_valid(i).then(|| t.value(i))),
-                transaction_time: transaction_time
-                    .is_valid(i)
-                    .then(|| temporal::parse_micros(transaction_time.value(i)))
-                    .flatten(),
+                transaction_time,
             },
             lineage: Lineage {
-                run_id: text(run_id, i).unwrap_or_else(|| Arc::from("")),
-                file: text(file, i).unwrap_or_else(|| Arc::from("")),
+                run_id: runs.get(run_id, i).unwrap_or_else(|| Arc::from("")),
+                file: files.get(file, i).unwrap_or_else(|| Arc::from("")),
                 line: line.value(i),
             },
             deleted: deleted.is_some_and(|d| d.value(i)),
@@ -205,6 +220,30 @@ pub fn keys_of_batch(
         });
     }
     Ok(())
+}
+
+/// The last value read from a string column, shared by the rows that repeat it.
+#[derive(Default)]
+struct Repeats {
+    last: Option<Arc<str>>,
+}
+
+impl Repeats {
+    /// Row `i` of `column` (none when null), the previous row's `Arc` when equal.
+    fn get(&mut self, column: &StringArray, i: usize) -> Option<Arc<str>> {
+        if !column.is_valid(i) {
+            return None;
+        }
+        let value = column.value(i);
+        match &self.last {
+            Some(last) if **last == *value => Some(last.clone()),
+            _ => {
+                let value: Arc<str> = Arc::from(value);
+                self.last = Some(value.clone());
+                Some(value)
+            }
+        }
+    }
 }
 
 fn strings<'a>(column: Option<&'a ArrayRef>, name: &str) -> Result<&'a StringArray, String> {
@@ -216,6 +255,17 @@ fn strings<'a>(column: Option<&'a ArrayRef>, name: &str) -> Result<&'a StringArr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeats_share_one_arc_and_keep_nulls_and_changes() {
+        let column = StringArray::from(vec![Some("a"), Some("a"), None, Some("b"), Some("a")]);
+        let mut repeats = Repeats::default();
+        let got: Vec<_> = (0..column.len()).map(|i| repeats.get(&column, i)).collect();
+        assert!(Arc::ptr_eq(got[0].as_ref().unwrap(), got[1].as_ref().unwrap()));
+        assert_eq!(got[2], None);
+        assert_eq!(got[3].as_deref(), Some("b"));
+        assert_eq!(got[4].as_deref(), Some("a"));
+    }
 
     fn version(id: Option<&str>, updated: Option<i64>, tt: Option<i64>) -> Version {
         Version {
