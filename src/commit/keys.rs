@@ -261,7 +261,10 @@ mod tests {
         let column = StringArray::from(vec![Some("a"), Some("a"), None, Some("b"), Some("a")]);
         let mut repeats = Repeats::default();
         let got: Vec<_> = (0..column.len()).map(|i| repeats.get(&column, i)).collect();
-        assert!(Arc::ptr_eq(got[0].as_ref().unwrap(), got[1].as_ref().unwrap()));
+        assert!(Arc::ptr_eq(
+            got[0].as_ref().unwrap(),
+            got[1].as_ref().unwrap()
+        ));
         assert_eq!(got[2], None);
         assert_eq!(got[3].as_deref(), Some("b"));
         assert_eq!(got[4].as_deref(), Some("a"));
