@@ -695,3 +695,79 @@ fn s3_without_any_credentials_says_where_they_are_looked_for() {
     );
     assert!(!msg.contains("cannot be reached"), "{msg}");
 }
+
+/// The Parquet a run writes (issue 12): page indexes only where queries filter, gzip
+/// for leaves with no value, zstd for the others, no ARROW:schema in the footer.
+#[test]
+fn written_files_carry_page_indexes_where_queries_filter_and_compress_empty_leaves() {
+    use parquet::{
+        basic::Compression,
+        file::reader::{FileReader, SerializedFileReader},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    let out = fhir_ingest(&[
+        "convert",
+        sample_dir().to_str().unwrap(),
+        "--out",
+        wh.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let history = wh.join("history/Encounter");
+    let partition = std::fs::read_dir(&history)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir() && !p.ends_with("_delta_log"))
+        .unwrap();
+    let file = std::fs::read_dir(partition)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    let metadata = reader.metadata();
+    let keys = metadata.file_metadata().key_value_metadata();
+    assert!(
+        !keys.is_some_and(|kv| kv.iter().any(|k| k.key == "ARROW:schema")),
+        "no ARROW:schema"
+    );
+    let schema = metadata.file_metadata().schema_descr();
+    let leaf = |path: &str| {
+        (0..schema.num_columns())
+            .find(|&i| schema.column(i).path().string() == path)
+            .unwrap_or_else(|| panic!("no column {path}"))
+    };
+    let row_group = metadata.row_group(0);
+    // A column index (page statistics) is written only where asked for.
+    let indexed = |path: &str| row_group.column(leaf(path)).column_index_offset().is_some();
+    assert!(indexed("id"));
+    assert!(indexed("subject.reference"));
+    assert!(indexed("period.start_ts"));
+    assert!(!indexed("status"));
+    assert!(!indexed("period.start"));
+    let empty: Vec<_> = row_group
+        .columns()
+        .iter()
+        .filter(|c| {
+            c.statistics()
+                .and_then(|s| s.null_count_opt())
+                .is_some_and(|n| n == c.num_values() as u64)
+        })
+        .collect();
+    assert!(
+        empty.len() > 100,
+        "most Encounter leaves are empty in the sample"
+    );
+    for column in empty {
+        assert!(
+            matches!(column.compression(), Compression::GZIP(_)),
+            "{}",
+            column.column_path()
+        );
+    }
+    assert!(matches!(
+        row_group.column(leaf("id")).compression(),
+        Compression::ZSTD(_)
+    ));
+}
