@@ -146,6 +146,9 @@ pub fn keys_of_batch(
         KeyColumns::Resource => "id",
         KeyColumns::View => "_resource_key",
     };
+    // Files hold only the leaves with a value: a column missing is all null.
+    let nulls = StringArray::new_null(batch.num_rows());
+    let strings = |column, name| strings(column, &nulls, name);
     let ids = strings(batch.column_by_name(id_column), id_column)?;
     let lineage = batch
         .column_by_name("_lineage")
@@ -246,10 +249,19 @@ impl Repeats {
     }
 }
 
-fn strings<'a>(column: Option<&'a ArrayRef>, name: &str) -> Result<&'a StringArray, String> {
-    column
-        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| format!("{name} is missing or not utf8"))
+/// The string column `column`, or `nulls` when the file has none.
+fn strings<'a>(
+    column: Option<&'a ArrayRef>,
+    nulls: &'a StringArray,
+    name: &str,
+) -> Result<&'a StringArray, String> {
+    match column {
+        None => Ok(nulls),
+        Some(c) => c
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| format!("{name} is not utf8")),
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ pub use self::{
     checkpoint::{CheckpointInfo, DEFAULT_CHECKPOINT_INTERVAL},
     commit::{CommitResult, RetryOutcome},
     log::Snapshot,
-    schema::schema_string,
+    schema::{data_schema, schema_string},
     stats::{StatValue, Stats, stats_from_parquet},
     vacuum::{VacuumOptions, VacuumReport},
 };

@@ -67,6 +67,75 @@ pub fn column_names(schema_string: &str) -> Result<Vec<String>, serde_json::Erro
     Ok(parsed.fields.into_iter().map(|f| f.name).collect())
 }
 
+/// The Arrow schema of the data files of a table whose `schemaString` is
+/// `schema_string`: the inverse of [`schema_string`], without the partition columns.
+/// Lists get an `element` item, timestamps the `UTC` zone, as our tables have.
+pub fn data_schema(
+    schema_string: &str,
+    partition_columns: &[String],
+) -> Result<Schema, DeltaError> {
+    let parsed: Value = serde_json::from_str(schema_string)
+        .map_err(|e| unsupported("<schemaString>", &e.to_string()))?;
+    let fields = struct_fields(&parsed, "")?
+        .into_iter()
+        .filter(|f| !partition_columns.iter().any(|p| p == f.name()))
+        .collect::<Vec<_>>();
+    Ok(Schema::new(fields))
+}
+
+fn struct_fields(value: &Value, path: &str) -> Result<Vec<Field>, DeltaError> {
+    let fields = value["fields"]
+        .as_array()
+        .ok_or_else(|| unsupported(path, "a struct without fields"))?;
+    fields
+        .iter()
+        .map(|f| {
+            let name = f["name"]
+                .as_str()
+                .ok_or_else(|| unsupported(path, "a field without a name"))?;
+            let path = if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+            let data_type = arrow_type(&f["type"], &path)?;
+            Ok(Field::new(
+                name,
+                data_type,
+                f["nullable"].as_bool().unwrap_or(true),
+            ))
+        })
+        .collect()
+}
+
+fn arrow_type(value: &Value, path: &str) -> Result<DataType, DeltaError> {
+    Ok(match value {
+        Value::String(name) => match name.as_str() {
+            "string" => DataType::Utf8,
+            "boolean" => DataType::Boolean,
+            "integer" => DataType::Int32,
+            "long" => DataType::Int64,
+            "double" => DataType::Float64,
+            "date" => DataType::Date32,
+            "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            other => return Err(unsupported(path, &format!("Delta type {other}"))),
+        },
+        Value::Object(object) => match object.get("type").and_then(Value::as_str) {
+            Some("struct") => DataType::Struct(struct_fields(value, path)?.into()),
+            Some("array") => {
+                let item = arrow_type(&value["elementType"], &format!("{path}[]"))?;
+                DataType::List(std::sync::Arc::new(Field::new(
+                    "element",
+                    item,
+                    value["containsNull"].as_bool().unwrap_or(true),
+                )))
+            }
+            _ => return Err(unsupported(path, &format!("Delta type {value}"))),
+        },
+        _ => return Err(unsupported(path, &format!("Delta type {value}"))),
+    })
+}
+
 fn delta_field(field: &Field, path: &str) -> Result<Value, DeltaError> {
     if field.name().is_empty() || field.name().contains(INVALID_NAME_CHARS) {
         return Err(unsupported(
@@ -184,6 +253,18 @@ mod tests {
         let expected = r#"{"type":"struct","fields":[{"name":"id","type":"string","nullable":false,"metadata":{}},{"name":"meta","type":{"type":"struct","fields":[{"name":"lastUpdated","type":"string","nullable":true,"metadata":{}},{"name":"lastUpdated_ts","type":"timestamp","nullable":true,"metadata":{}},{"name":"tag","type":{"type":"array","elementType":{"type":"struct","fields":[{"name":"code","type":"string","nullable":true,"metadata":{}}]},"containsNull":true},"nullable":true,"metadata":{}}]},"nullable":true,"metadata":{}},{"name":"n","type":"long","nullable":true,"metadata":{}},{"name":"i","type":"integer","nullable":true,"metadata":{}},{"name":"x","type":"double","nullable":true,"metadata":{}},{"name":"b","type":"boolean","nullable":true,"metadata":{}},{"name":"d","type":"date","nullable":true,"metadata":{}},{"name":"s","type":{"type":"array","elementType":"string","containsNull":true},"nullable":true,"metadata":{}},{"name":"export_date","type":"string","nullable":true,"metadata":{}}]}"#;
         assert_eq!(text, expected);
         assert_eq!(column_names(&text).unwrap().last().unwrap(), "export_date");
+        let back = data_schema(&text, &["export_date".to_owned()]).unwrap();
+        assert_eq!(schema_string(&back, &parts).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_tables_of_a_resource_type_read_back_as_written() {
+        let registry = crate::schema::Registry::embedded().unwrap();
+        for name in ["Patient", "Observation", "ExplanationOfBenefit"] {
+            let schema = registry.require(name).unwrap().arrow_schema();
+            let text = schema_string(&schema, &[]).unwrap();
+            assert_eq!(&data_schema(&text, &[]).unwrap(), schema.as_ref(), "{name}");
+        }
     }
 
     #[test]

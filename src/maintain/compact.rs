@@ -17,7 +17,7 @@ use crate::{
         rewrite::Output,
         tables::{self, Committed, NewTable, commit_guarded, file_path},
     },
-    delta::{Action, Add, Snapshot},
+    delta::{self, Action, Add, Snapshot},
     ingest::RunContext,
     sink::{ParquetConfig, RunFiles, TableWriter, writer_properties},
     temporal,
@@ -108,7 +108,8 @@ pub fn compact_table(
             if groups.is_empty() {
                 return Ok(None);
             }
-            let (actions, replaced, written, rows) = rewrite(cx, table, &files, &parquet, &groups)?;
+            let (actions, replaced, written, rows) =
+                rewrite(cx, table, snapshot, &files, &parquet, &groups)?;
             outcome = (replaced, written, rows);
             Ok(Some(actions))
         },
@@ -194,15 +195,21 @@ fn record(
 fn rewrite(
     cx: &CommitContext,
     table: &TableId,
+    snapshot: &Snapshot,
     files: &RunFiles,
     parquet: &ParquetConfig,
     groups: &BTreeMap<Option<String>, Vec<(String, Add)>>,
 ) -> Result<(Vec<Action>, Vec<String>, TableManifest, Option<u64>), CommitError> {
+    // Files hold only the leaves with values: they are written again in the table's
+    // schema, from the Delta log.
+    let metadata = snapshot.metadata();
+    let schema = delta::data_schema(&metadata.schema_string, &metadata.partition_columns)?;
+    let schema = Some(std::sync::Arc::new(schema));
     let output = Output {
         cx,
         table: table.clone(),
         files: files.clone(),
-        schema: None,
+        schema: schema.clone(),
         parquet,
     };
     let mut actions = Vec::new();
@@ -213,7 +220,7 @@ fn rewrite(
             files.clone(),
             table.clone(),
             partition.clone(),
-            None,
+            schema.clone(),
             writer_properties(parquet),
             parquet.max_file_bytes,
         );

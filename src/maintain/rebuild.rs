@@ -25,7 +25,7 @@ use self::numbers::Tracker;
 use crate::{
     schema::{
         Element, ElementKind, LINEAGE_COLUMN, OVERFLOW_COLUMN, Primitive, Registry, ResourceSchema,
-        companion,
+        companion, sparse,
     },
     warehouse::{TableKind, Warehouse, WarehouseError},
 };
@@ -42,6 +42,14 @@ pub enum RebuildError {
         column: String,
         /// The expected Arrow type.
         expected: &'static str,
+    },
+    /// A file's columns do not fit the table's schema.
+    #[error("{resource_type}: a file's columns do not fit the table")]
+    Shape {
+        /// The table.
+        resource_type: String,
+        /// Why.
+        source: arrow_schema::ArrowError,
     },
     /// `_overflow` is not a JSON object of pointers.
     #[error("{resource_type}: bad _overflow: {reason}")]
@@ -107,6 +115,12 @@ pub fn rebuild_batch(
     batch: &RecordBatch,
 ) -> Result<Vec<Rebuilt>, RebuildError> {
     let rt = &schema.resource_type;
+    // Files hold only the leaves with values: rebuilding walks the whole schema.
+    let batch =
+        &sparse::conform(batch, &schema.arrow_schema()).map_err(|source| RebuildError::Shape {
+            resource_type: rt.clone(),
+            source,
+        })?;
     let column_error = |column: &str, expected| RebuildError::Column {
         resource_type: rt.clone(),
         column: column.into(),

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::rebuild::{RebuildError, rebuild_batch};
 use crate::{
     decode::view_table_schema,
-    schema::LINEAGE_COLUMN,
+    schema::{LINEAGE_COLUMN, sparse},
     view::{EvalError, ViewBuilder, ViewDefinition},
     warehouse::{TableId, Warehouse, WarehouseError},
 };
@@ -57,10 +57,12 @@ pub async fn compute(
         .map_err(WarehouseError::from)?
     {
         for batch in warehouse.read_parquet(&file.path).await? {
-            let batch = batch.map_err(|source| RebuildError::Read {
-                path: file.path.clone(),
-                source,
-            })?;
+            let batch = batch
+                .and_then(|b| sparse::conform(&b, &schema.arrow_schema()))
+                .map_err(|source| RebuildError::Read {
+                    path: file.path.clone(),
+                    source,
+                })?;
             let lineage = batch
                 .column_by_name(LINEAGE_COLUMN)
                 .cloned()

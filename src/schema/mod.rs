@@ -17,6 +17,7 @@
 //! every table ends with the `_lineage` and `_overflow` columns.
 
 pub mod generate;
+pub mod sparse;
 
 use std::{collections::HashMap, sync::Arc};
 

@@ -43,4 +43,12 @@ pub enum SinkError {
         /// The encoder's error.
         source: parquet::errors::ParquetError,
     },
+    /// A batch does not fit its table's schema.
+    #[error("rows of table {table} do not fit its schema")]
+    Arrow {
+        /// The table.
+        table: String,
+        /// Arrow's error.
+        source: arrow_schema::ArrowError,
+    },
 }

@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch, cast::AsArray};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
 use object_store::{ObjectStore, path::Path};
 use parquet::{
     arrow::{ArrowSchemaConverter, ArrowWriter, arrow_writer::ArrowWriterOptions},
-    basic::{Compression, Encoding, GzipLevel},
+    basic::Encoding,
     file::{
         metadata::ParquetMetaData,
         properties::{EnabledStatistics, WriterProperties},
         statistics::Statistics,
     },
-    schema::types::ColumnPath,
 };
 use tokio::runtime::Handle;
 
@@ -56,49 +55,22 @@ fn pruned_by_pages(path: &[String]) -> bool {
     }
 }
 
-/// The properties of a new file whose first batch is `first`.
-///
-/// Leaf columns without a value in it are compressed with gzip at level 3 instead of
-/// zstd. parquet-rs gives every column writer its own codec, and a zstd codec holds a
-/// compression and a decompression context (~100 KB together) for as long as the row
-/// group is open. Most of a FHIR table's typed columns are empty in any given export,
-/// so those contexts were most of the writer's memory (170 MB of a 480 MB peak on
-/// Synthea) and 5% of its time. gzip's state lives only while a page is compressed.
-/// An empty leaf inside lists still writes its repetition and definition levels (one
-/// per item of the list around it), so it is not free: with Snappy, as before, they
-/// were 7.3 of Synthea's 24.7 MB. Level 3, not 1: zlib-rs's level 1 uses static
-/// Huffman codes and compresses these levels no better than Snappy (90 KB -> 37 KB;
-/// level 3: 23 KB at ~90 MB/s; level 6: 20 KB at half the speed). A leaf that gets
-/// values later in the file is still compressed, with gzip.
-///
-/// Page statistics are switched on for the leaves `pruned_by_pages` names, and the
-/// lineage's line numbers (consecutive within a file) are delta-encoded.
+/// The properties of a new file of `schema` (a table's schema pruned to the leaves
+/// the file holds): page statistics for the leaves [`pruned_by_pages`] names, and the
+/// lineage's line numbers (consecutive within a file) delta-encoded.
 pub fn properties_for(
     base: &WriterProperties,
-    first: &RecordBatch,
+    schema: &Schema,
 ) -> Result<WriterProperties, SinkError> {
     let descriptor = ArrowSchemaConverter::new()
-        .convert(&first.schema())
+        .convert(schema)
         .map_err(|source| SinkError::Parquet {
             path: "<schema>".into(),
             source,
         })?;
-    let default = base.compression(&ColumnPath::new(Vec::new()));
-    let empty_leaves = matches!(
-        default,
-        Compression::ZSTD(_) | Compression::GZIP(_) | Compression::BROTLI(_)
-    )
-    .then(|| Compression::GZIP(GzipLevel::try_new(3).unwrap_or_default()));
-    let mut has_values = Vec::with_capacity(descriptor.num_columns());
-    for column in first.columns() {
-        leaves_with_values(column, &mut has_values);
-    }
     let mut builder = base.clone().into_builder();
-    for (column, has_values) in descriptor.columns().iter().zip(has_values) {
+    for column in descriptor.columns() {
         let path = column.path();
-        if let (false, Some(codec)) = (has_values, empty_leaves) {
-            builder = builder.set_column_compression(path.clone(), codec);
-        }
         if pruned_by_pages(path.parts()) {
             builder = builder.set_column_statistics_enabled(path.clone(), EnabledStatistics::Page);
         }
@@ -107,19 +79,6 @@ pub fn properties_for(
         }
     }
     Ok(builder.build())
-}
-
-/// Pushes, for each leaf of `array` in schema order, whether it holds any value.
-fn leaves_with_values(array: &dyn Array, out: &mut Vec<bool>) {
-    match array.data_type() {
-        DataType::Struct(_) => {
-            for child in array.as_struct().columns() {
-                leaves_with_values(child, out);
-            }
-        }
-        DataType::List(_) => leaves_with_values(array.as_list::<i32>().values(), out),
-        _ => out.push(array.null_count() < array.len()),
-    }
 }
 
 /// One Parquet file being written.
@@ -265,43 +224,6 @@ mod tests {
     use parquet::basic::ZstdLevel;
 
     use super::*;
-
-    #[test]
-    fn empty_leaves_get_gzip_and_the_others_keep_zstd() {
-        let zstd = Compression::ZSTD(ZstdLevel::try_new(1).unwrap());
-        let base = WriterProperties::builder().set_compression(zstd).build();
-        let inner = Fields::from(vec![
-            Field::new("a", DataType::Utf8, true),
-            Field::new("b", DataType::Int32, true),
-        ]);
-        let strukt = StructArray::new(
-            inner.clone(),
-            vec![
-                Arc::new(StringArray::from(vec![Some("x"), None])) as ArrayRef,
-                Arc::new(Int32Array::from(vec![None, None])),
-            ],
-            None,
-        );
-        let mut list = ListBuilder::new(StringBuilder::new());
-        list.append_null();
-        list.append(true);
-        let list = list.finish();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("s", DataType::Struct(inner), true),
-            Field::new("l", list.data_type().clone(), true),
-        ]));
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(strukt), Arc::new(list)]).unwrap();
-        let properties = properties_for(&base, &batch).unwrap();
-        let codec = |path: &[&str]| {
-            properties.compression(&ColumnPath::new(
-                path.iter().map(|p| p.to_string()).collect(),
-            ))
-        };
-        assert_eq!(codec(&["s", "a"]), zstd);
-        let gzip = Compression::GZIP(GzipLevel::try_new(3).unwrap());
-        assert_eq!(codec(&["s", "b"]), gzip);
-        assert_eq!(codec(&["l", "list", "item"]), gzip);
-    }
 
     #[test]
     fn page_statistics_only_where_queries_filter() {

@@ -5,13 +5,16 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{ArrowError, SchemaRef};
 use object_store::ObjectStore;
 use parquet::file::properties::WriterProperties;
 use tokio::runtime::Handle;
 
 use super::{ParquetFile, SinkError, properties_for};
-use crate::warehouse::{TableId, TableManifest, layout};
+use crate::{
+    schema::sparse::{self, Leaves},
+    warehouse::{TableId, TableManifest, layout},
+};
 
 /// Where a run's files go: the store, and the run id and attempt token their names carry.
 #[derive(Debug, Clone)]
@@ -26,7 +29,16 @@ pub struct RunFiles {
     pub attempt: String,
 }
 
+/// Rows held before a file is opened, so that its leaves are those of more than one
+/// batch (see [`sparse`]): at most this much Arrow memory, or a row group's rows.
+const SAMPLE_BYTES: usize = 16 << 20;
+
 /// The files of one table of a run, in one partition.
+///
+/// Each file holds only the leaves with a value in it ([`sparse`]): the first batches
+/// of a file are held (up to [`SAMPLE_BYTES`]) until the file is opened with the leaves
+/// they fill; a later batch with a value in a leaf the open file lacks finishes it, and
+/// the next file gets the leaves of both.
 pub struct TableWriter {
     files: RunFiles,
     table: TableId,
@@ -34,13 +46,43 @@ pub struct TableWriter {
     schema: Option<SchemaRef>,
     properties: WriterProperties,
     max_file_bytes: usize,
-    current: Option<ParquetFile>,
+    max_sample_rows: usize,
+    current: Option<OpenFile>,
+    /// Batches not yet in a file (only while no file is open), and their leaves.
+    sample: Vec<RecordBatch>,
+    sample_leaves: Leaves,
+    sample_bytes: usize,
+    sample_rows: usize,
     manifest: TableManifest,
+}
+
+/// The open file, with its leaves and its pruned schema.
+struct OpenFile {
+    file: ParquetFile,
+    leaves: Leaves,
+    schema: SchemaRef,
+}
+
+impl OpenFile {
+    /// Writes the leaves of `batch` this file has.
+    fn write(&mut self, batch: &RecordBatch, table: &TableId) -> Result<(), SinkError> {
+        let pruned =
+            sparse::prune(batch, &self.leaves, &self.schema).map_err(|e| arrow_error(table, e))?;
+        self.file.write(&pruned)
+    }
+}
+
+fn arrow_error(table: &TableId, source: ArrowError) -> SinkError {
+    SinkError::Arrow {
+        table: table.to_string(),
+        source,
+    }
 }
 
 impl TableWriter {
     /// A writer of `table`'s files in `partition`, each up to `max_file_bytes`, with
     /// `schema` (or, when none is given, the schema of the first batch of each file).
+    /// Batches of fewer leaves than `schema` are filled up with nulls first.
     pub fn new(
         files: RunFiles,
         table: TableId,
@@ -49,6 +91,7 @@ impl TableWriter {
         properties: WriterProperties,
         max_file_bytes: usize,
     ) -> Self {
+        let max_sample_rows = properties.max_row_group_row_count().unwrap_or(usize::MAX);
         Self {
             files,
             table,
@@ -56,7 +99,12 @@ impl TableWriter {
             schema,
             properties,
             max_file_bytes,
+            max_sample_rows,
             current: None,
+            sample: Vec::new(),
+            sample_leaves: Leaves::default(),
+            sample_bytes: 0,
+            sample_rows: 0,
             manifest: TableManifest::default(),
         }
     }
@@ -66,42 +114,83 @@ impl TableWriter {
         &self.table
     }
 
-    /// Appends a batch, starting a file if none is open and finishing it once it
-    /// reaches the size limit.
+    /// Appends a batch: to the open file if it has the batch's leaves, else to the
+    /// sample of the next file, which is opened once the sample is large enough.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        let file = match &mut self.current {
-            Some(file) => file,
-            None => {
-                let path = layout::data_file(
-                    &self.table,
-                    self.partition.as_deref(),
-                    &self.files.run_id,
-                    &self.files.attempt,
-                    self.manifest.files.len(),
-                );
-                let file = ParquetFile::create(
-                    self.files.store.clone(),
-                    path,
-                    self.schema.clone().unwrap_or_else(|| batch.schema()),
-                    properties_for(&self.properties, batch)?,
-                    self.files.runtime.clone(),
-                )?;
-                self.current.insert(file)
+        let batch = match &self.schema {
+            Some(schema) => {
+                sparse::conform(batch, schema).map_err(|e| arrow_error(&self.table, e))?
             }
+            None => batch.clone(),
         };
-        file.write(batch)?;
-        if file.size() >= self.max_file_bytes {
+        let leaves = Leaves::of(&batch);
+        if let Some(open) = &mut self.current {
+            if leaves.is_subset(&open.leaves) {
+                open.write(&batch, &self.table)?;
+                if open.file.size() >= self.max_file_bytes {
+                    self.close_file()?;
+                }
+                return Ok(());
+            }
+            self.close_file()?;
+        }
+        self.sample_bytes += batch.get_array_memory_size();
+        self.sample_rows += batch.num_rows();
+        self.sample_leaves.union(&leaves);
+        self.sample.push(batch);
+        if self.sample_bytes >= SAMPLE_BYTES || self.sample_rows >= self.max_sample_rows {
+            self.open_file()?;
+        }
+        Ok(())
+    }
+
+    /// Opens a file with the leaves of the sample and writes the sample into it.
+    fn open_file(&mut self) -> Result<(), SinkError> {
+        let Some(first) = self.sample.first() else {
+            return Ok(());
+        };
+        let leaves = std::mem::take(&mut self.sample_leaves);
+        let schema = leaves.prune_schema(first.schema_ref());
+        let path = layout::data_file(
+            &self.table,
+            self.partition.as_deref(),
+            &self.files.run_id,
+            &self.files.attempt,
+            self.manifest.files.len(),
+        );
+        let file = ParquetFile::create(
+            self.files.store.clone(),
+            path,
+            schema.clone(),
+            properties_for(&self.properties, &schema)?,
+            self.files.runtime.clone(),
+        )?;
+        let open = self.current.insert(OpenFile {
+            file,
+            leaves,
+            schema,
+        });
+        for batch in std::mem::take(&mut self.sample) {
+            open.write(&batch, &self.table)?;
+        }
+        (self.sample_bytes, self.sample_rows) = (0, 0);
+        if open.file.size() >= self.max_file_bytes {
             self.close_file()?;
         }
         Ok(())
     }
 
-    /// Finishes the open file, if any; the next batch starts another. An open file
-    /// holds a row group with a writer (and a codec) per column: a table whose input is
-    /// done should not hold that memory to the end of the run.
+    /// Finishes the open file, if any, or writes the sample into one; the next batch
+    /// starts another. An open file holds a row group with a writer (and a codec) per
+    /// column: a table whose input is done should not hold that memory to the end of
+    /// the run.
     pub fn close_file(&mut self) -> Result<(), SinkError> {
-        if let Some(file) = self.current.take() {
-            self.manifest.push(file.finish(self.partition.as_deref())?);
+        if self.current.is_none() {
+            self.open_file()?;
+        }
+        if let Some(open) = self.current.take() {
+            self.manifest
+                .push(open.file.finish(self.partition.as_deref())?);
         }
         Ok(())
     }
