@@ -280,10 +280,10 @@ mod tests {
         ]))
     }
 
-    fn meta_column(
-        schema: &SchemaRef,
-        rows: &[Option<(Option<&str>, Option<Vec<Option<&str>>>)>],
-    ) -> ArrayRef {
+    /// A `meta` value: none, or its versionId and its tags' codes (none: no `tag`).
+    type Meta<'a> = Option<(Option<&'a str>, Option<Vec<Option<&'a str>>>)>;
+
+    fn meta_column(schema: &SchemaRef, rows: &[Meta<'_>]) -> ArrayRef {
         let DataType::Struct(fields) = schema.field(1).data_type() else {
             unreachable!()
         };

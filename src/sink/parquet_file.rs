@@ -214,15 +214,6 @@ fn key_ranges(metadata: &ParquetMetaData) -> FileStats {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow_array::{
-        ArrayRef, Int32Array, StringArray, StructArray,
-        builder::{ListBuilder, StringBuilder},
-    };
-    use arrow_schema::{Field, Fields, Schema};
-    use parquet::basic::ZstdLevel;
-
     use super::*;
 
     #[test]
