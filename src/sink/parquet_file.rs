@@ -56,7 +56,7 @@ fn pruned_by_pages(path: &[String]) -> bool {
 }
 
 /// The properties of a new file of `schema` (a table's schema pruned to the leaves
-/// the file holds): page statistics for the leaves [`pruned_by_pages`] names, and the
+/// the file holds): page statistics for the leaves `pruned_by_pages` names, and the
 /// lineage's line numbers (consecutive within a file) delta-encoded.
 pub fn properties_for(
     base: &WriterProperties,

@@ -36,7 +36,7 @@ const SAMPLE_BYTES: usize = 16 << 20;
 /// The files of one table of a run, in one partition.
 ///
 /// Each file holds only the leaves with a value in it ([`sparse`]): the first batches
-/// of a file are held (up to [`SAMPLE_BYTES`]) until the file is opened with the leaves
+/// of a file are held (up to 16 MiB) until the file is opened with the leaves
 /// they fill; a later batch with a value in a leaf the open file lacks finishes it, and
 /// the next file gets the leaves of both.
 pub struct TableWriter {
