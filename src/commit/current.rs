@@ -11,13 +11,13 @@
 //! sent and deleted by one export keeps the sent row. A history file whose rows all win
 //! is taken over whole, by a copy in the store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, hash_map::Entry};
 
 use super::keys::KeyHasher;
 
 use super::{
     CommitError, RunInfo,
-    keys::{Key, KeyColumns, KeyRow, Lineage, read_keys},
+    keys::{Key, KeyColumns, KeyRow, Lineage, Version, read_keys},
     rewrite::{Output, finish_into},
     tables::{self, Committed, NewTable, commit_guarded, file_path},
 };
@@ -43,11 +43,13 @@ pub struct Merged {
     pub winners: Option<Winners>,
 }
 
-/// The run's candidate for one resource.
-#[derive(Clone)]
+/// The run's candidate for one resource: its version, and where its row is.
 struct Candidate {
+    version: Version,
+    lineage: Lineage,
+    /// The staged file, and the row in it.
     file: usize,
-    row: KeyRow,
+    row: usize,
 }
 
 /// Merges the run's rows of `resource_type` (its history files `staged`) and its
@@ -67,12 +69,29 @@ pub fn merge(
     let mut candidates: HashMap<Key, Candidate, KeyHasher> = HashMap::default();
     let mut rows_per_file = vec![0usize; staged.len()];
     for (file, written) in staged.iter().enumerate() {
-        for row in read_keys(cx, &written.path, KeyColumns::Resource)? {
+        for KeyRow {
+            key,
+            version,
+            lineage,
+            row,
+            ..
+        } in read_keys(cx, &written.path, KeyColumns::Resource)?
+        {
             rows_per_file[file] += 1;
-            match candidates.get(&row.key) {
-                Some(c) if row.version.cmp_newer(&c.row.version).is_le() => {}
-                _ => {
-                    candidates.insert(row.key.clone(), Candidate { file, row });
+            let candidate = Candidate {
+                version,
+                lineage,
+                file,
+                row,
+            };
+            match candidates.entry(key) {
+                Entry::Vacant(e) => {
+                    e.insert(candidate);
+                }
+                Entry::Occupied(mut e) => {
+                    if candidate.version.cmp_newer(&e.get().version).is_gt() {
+                        e.insert(candidate);
+                    }
                 }
             }
         }
@@ -129,8 +148,8 @@ pub fn merge(
 
 /// What to change in the table.
 struct Plan {
-    /// Candidates that win (by key), and so enter the table.
-    accepted: HashSet<Key, KeyHasher>,
+    /// Candidates that lose to the table's row (by key); the others enter the table.
+    rejected: HashSet<Key, KeyHasher>,
     /// Rows of existing files that go, by file key.
     removed: HashMap<String, HashSet<usize>>,
     /// Where each touched resource stands afterwards, when asked for.
@@ -153,12 +172,12 @@ fn plan(
     deleted: &HashSet<&Key, KeyHasher>,
     want_winners: bool,
 ) -> Result<Plan, CommitError> {
-    let mut accepted: HashSet<Key, KeyHasher> = candidates.keys().cloned().collect();
+    let mut rejected: HashSet<Key, KeyHasher> = HashSet::default();
     let mut removed: HashMap<String, HashSet<usize>> = HashMap::new();
     let mut winners: Option<Winners> = want_winners.then(|| {
         let mut winners: Winners = candidates
             .iter()
-            .map(|(k, c)| (k.clone(), Some(c.row.lineage.clone())))
+            .map(|(k, c)| (k.clone(), Some(c.lineage.clone())))
             .collect();
         for key in deleted.iter().filter(|k| !candidates.contains_key(**k)) {
             winners.insert((*key).clone(), None);
@@ -173,9 +192,9 @@ fn plan(
     for key in snapshot.into_iter().flat_map(|s| s.files().keys()) {
         for existing in read_keys(run.cx, &file_path(table, key), KeyColumns::Resource)? {
             let goes = match candidates.get(&existing.key) {
-                Some(c) if c.row.version.cmp_newer(&existing.version).is_gt() => true,
+                Some(c) if c.version.cmp_newer(&existing.version).is_gt() => true,
                 Some(_) => {
-                    accepted.remove(&existing.key);
+                    rejected.insert(existing.key.clone());
                     stays(&existing.key, &existing.lineage);
                     false
                 }
@@ -194,7 +213,7 @@ fn plan(
         }
     }
     Ok(Plan {
-        accepted,
+        rejected,
         removed,
         winners,
     })
@@ -216,14 +235,16 @@ fn write_plan(
         .iter()
         .map(|f| (vec![false; f.rows as usize], 0))
         .collect();
-    for key in &plan.accepted {
-        let c = &candidates[key];
+    let accepted = candidates
+        .iter()
+        .filter(|(key, _)| plan.rejected.is_empty() || !plan.rejected.contains(*key));
+    for (_, c) in accepted {
         let (rows, n) = &mut keep[c.file];
-        if rows.len() <= c.row.row {
-            rows.resize(c.row.row + 1, false);
+        if rows.len() <= c.row {
+            rows.resize(c.row + 1, false);
         }
-        if !rows[c.row.row] {
-            rows[c.row.row] = true;
+        if !rows[c.row] {
+            rows[c.row] = true;
             *n += 1;
         }
     }
