@@ -66,7 +66,9 @@ pub fn merge(
 ) -> Result<Merged, CommitError> {
     let cx = run.cx;
     let table = TableId::current(resource_type);
-    let mut candidates: HashMap<Key, Candidate, KeyHasher> = HashMap::default();
+    let rows: u64 = staged.iter().map(|f| f.rows).sum();
+    let mut candidates: HashMap<Key, Candidate, KeyHasher> =
+        HashMap::with_capacity_and_hasher(rows as usize, KeyHasher::default());
     let mut rows_per_file = vec![0usize; staged.len()];
     for (file, written) in staged.iter().enumerate() {
         for KeyRow {

@@ -189,6 +189,14 @@ pub fn commit_tables(
         .collect();
     types.sort_unstable();
     types.dedup();
+    // The largest first, so that the longest merge does not start last.
+    let rows = |t: &str| {
+        staged_files(written, &TableId::history(t))
+            .iter()
+            .map(|f| f.rows)
+            .sum::<u64>()
+    };
+    types.sort_by_cached_key(|t| std::cmp::Reverse(rows(t)));
     let failed = AtomicBool::new(false);
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(types.len()));

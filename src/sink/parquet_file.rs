@@ -74,8 +74,17 @@ pub fn properties_for(
         if pruned_by_pages(path.parts()) {
             builder = builder.set_column_statistics_enabled(path.clone(), EnabledStatistics::Page);
         }
-        if path.parts() == [LINEAGE_COLUMN, "line"] {
-            builder = builder.set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED);
+        match path.parts() {
+            [lineage, line] if lineage == LINEAGE_COLUMN && line == "line" => {
+                builder = builder.set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED);
+            }
+            // The same value in every row of a file or of long runs of rows: a one-entry
+            // dictionary and runs of one index, cheap to write and to read back for
+            // merges.
+            [lineage, _] if lineage == LINEAGE_COLUMN => {
+                builder = builder.set_column_dictionary_enabled(path.clone(), true);
+            }
+            _ => {}
         }
     }
     Ok(builder.build())
