@@ -1,14 +1,14 @@
 //! One Parquet file being written to the store, the writer properties of every table,
 //! and the statistics a finished file reports from its footer.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use object_store::{ObjectStore, path::Path};
 use parquet::{
     arrow::{ArrowSchemaConverter, ArrowWriter, arrow_writer::ArrowWriterOptions},
-    basic::Encoding,
+    basic::{Encoding, Type as PhysicalType},
     file::{
         metadata::ParquetMetaData,
         properties::{EnabledStatistics, WriterProperties},
@@ -20,7 +20,7 @@ use tokio::runtime::Handle;
 use super::{ObjectWriter, ParquetConfig, SinkError};
 use crate::{
     delta,
-    schema::{LINEAGE_COLUMN, TIMESTAMP_SUFFIX},
+    schema::{LINEAGE_COLUMN, OVERFLOW_COLUMN, TEXT_SUFFIX, TIMESTAMP_SUFFIX},
     temporal,
     warehouse::{FileStats, Range, WrittenFile},
 };
@@ -55,6 +55,25 @@ fn pruned_by_pages(path: &[String]) -> bool {
     }
 }
 
+/// Whether the string leaf at `path` holds few distinct values: codes, systems,
+/// displays, units, statuses, texts of codes, and the patient a row is about. Those are
+/// dictionary-encoded (smaller, and engines filter and group them on the dictionary).
+/// Unique per row, and so left plain: ids, other references, identifier and contact
+/// values, the texts of dates and decimals (`dated`: those with a `_ts` companion),
+/// narratives, attachments, the overflow.
+fn coded(path: &[String], dated: bool) -> bool {
+    let Some(last) = path.last() else {
+        return false;
+    };
+    let parent = path.len().checked_sub(2).map(|i| path[i].as_str());
+    match last.as_str() {
+        "reference" => matches!(parent, Some("subject" | "patient")),
+        "id" | "value" | "div" | "data" => false,
+        OVERFLOW_COLUMN => false,
+        last => !dated && !last.ends_with(TEXT_SUFFIX),
+    }
+}
+
 /// The properties of a new file of `schema` (a table's schema pruned to the leaves
 /// the file holds): page statistics for the leaves `pruned_by_pages` names, and the
 /// lineage's line numbers (consecutive within a file) delta-encoded.
@@ -68,6 +87,11 @@ pub fn properties_for(
             path: "<schema>".into(),
             source,
         })?;
+    let paths: HashSet<String> = descriptor
+        .columns()
+        .iter()
+        .map(|c| c.path().string())
+        .collect();
     let mut builder = base.clone().into_builder();
     for column in descriptor.columns() {
         let path = column.path();
@@ -82,6 +106,15 @@ pub fn properties_for(
             // dictionary and runs of one index, cheap to write and to read back for
             // merges.
             [lineage, _] if lineage == LINEAGE_COLUMN => {
+                builder = builder.set_column_dictionary_enabled(path.clone(), true);
+            }
+            parts
+                if column.physical_type() == PhysicalType::BYTE_ARRAY
+                    && coded(
+                        parts,
+                        paths.contains(&format!("{}{TIMESTAMP_SUFFIX}", path.string())),
+                    ) =>
+            {
                 builder = builder.set_column_dictionary_enabled(path.clone(), true);
             }
             _ => {}
@@ -224,6 +257,33 @@ fn key_ranges(metadata: &ParquetMetaData) -> FileStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dictionaries_for_coded_strings_only() {
+        let owned = |path: &str| path.split('.').map(str::to_owned).collect::<Vec<_>>();
+        for path in [
+            "status",
+            "code.coding.list.element.code",
+            "code.coding.list.element.system",
+            "code.text",
+            "valueQuantity.unit",
+            "subject.reference",
+            "patient.reference",
+        ] {
+            assert!(coded(&owned(path), false), "{path}");
+        }
+        for path in [
+            "id",
+            "_overflow",
+            "encounter.reference",
+            "identifier.list.element.value",
+            "text.div",
+            "valueQuantity.value_text",
+        ] {
+            assert!(!coded(&owned(path), false), "{path}");
+        }
+        assert!(!coded(&owned("effectiveDateTime"), true));
+    }
 
     #[test]
     fn page_statistics_only_where_queries_filter() {
