@@ -16,13 +16,13 @@ use arrow_array::{
     },
 };
 use arrow_buffer::{NullBuffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{Field, FieldRef, Fields};
+use arrow_schema::{DataType, Field, FieldRef, Fields};
 use rustc_hash::FxHashMap;
 use simd_json::{Node, StaticNode};
 
 use super::overflow::{NumberTexts, OverflowWriter, Seg, node_span};
 use crate::{
-    schema::{Element, ElementKind, LIST_ITEM, Primitive, fields_of, value_type},
+    schema::{Element, ElementKind, LIST_ITEM, Primitive, companion},
     temporal,
 };
 
@@ -76,13 +76,27 @@ impl Column {
         let value = Self::for_value(element);
         if element.repeated {
             Self::List(Box::new(ListColumn {
-                field: Arc::new(Field::new(LIST_ITEM, value_type(element), true)),
+                field: Arc::new(Field::new(LIST_ITEM, value.data_type(), true)),
                 offsets: vec![0],
                 validity: NullBufferBuilder::new(0),
                 item: value,
             }))
         } else {
             value
+        }
+    }
+
+    /// The Arrow type this column finishes into (taken from the children already
+    /// built: building it from the elements again at every level of nesting was
+    /// quadratic in the depth).
+    fn data_type(&self) -> DataType {
+        match self {
+            Self::Boolean(_) => DataType::Boolean,
+            Self::Integer(_) => DataType::Int32,
+            Self::String(_) | Self::NumberText(_) | Self::Temporal { .. } => DataType::Utf8,
+            Self::Decimal { .. } => DataType::Float64,
+            Self::Struct(s) => DataType::Struct(s.fields.clone()),
+            Self::List(l) => DataType::List(l.field.clone()),
         }
     }
 
@@ -276,9 +290,21 @@ impl StructColumn {
         for key in skip {
             lookup.insert((*key).into(), SKIP);
         }
+        let columns: Vec<Column> = children.iter().map(Column::for_element).collect();
+        let mut fields = Vec::with_capacity(children.len() + 4);
+        for (child, column) in children.iter().zip(&columns) {
+            fields.push(Field::new(&child.name, column.data_type(), true));
+            if let Some((suffix, data_type)) = companion(child) {
+                fields.push(Field::new(
+                    format!("{}{suffix}", child.name),
+                    data_type,
+                    true,
+                ));
+            }
+        }
         Self {
-            fields: Fields::from(fields_of(children)),
-            columns: children.iter().map(Column::for_element).collect(),
+            fields: Fields::from(fields),
+            columns,
             lookup,
             validity: NullBufferBuilder::new(0),
         }
