@@ -269,27 +269,33 @@ fn as_f64(n: StaticNode) -> f64 {
     }
 }
 
-/// Lookup value of a key that is known and deliberately not stored (`resourceType`).
-const SKIP: u32 = u32::MAX;
-
 /// A struct: one decoder per typed child, found by JSON key.
 pub(crate) struct StructColumn {
     fields: Fields,
     columns: Vec<Column>,
+    /// The key of each child, then the keys accepted and not stored (`resourceType`).
+    names: Vec<Box<str>>,
     lookup: FxHashMap<Box<str>, u32>,
+    /// The child found at each position of the last objects: servers write the keys
+    /// of an element in the same order, so one comparison usually finds the child.
+    order: Vec<u32>,
     validity: NullBufferBuilder,
 }
 
 impl StructColumn {
     /// A struct decoder for `children`; keys in `skip` are accepted and not stored.
     pub(crate) fn new(children: &[Element], skip: &[&str]) -> Self {
-        let mut lookup = FxHashMap::default();
-        for (i, child) in children.iter().enumerate() {
-            lookup.insert(child.name.clone().into_boxed_str(), i as u32);
-        }
-        for key in skip {
-            lookup.insert((*key).into(), SKIP);
-        }
+        let names: Vec<Box<str>> = children
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(skip.iter().copied())
+            .map(Box::from)
+            .collect();
+        let lookup = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i as u32))
+            .collect();
         let columns: Vec<Column> = children.iter().map(Column::for_element).collect();
         let mut fields = Vec::with_capacity(children.len() + 4);
         for (child, column) in children.iter().zip(&columns) {
@@ -305,27 +311,46 @@ impl StructColumn {
         Self {
             fields: Fields::from(fields),
             columns,
+            names,
             lookup,
+            order: Vec::new(),
             validity: NullBufferBuilder::new(0),
         }
+    }
+
+    /// The child (or skipped key, past the children) of `key`, the `position`th key of
+    /// its object.
+    fn find(&mut self, position: usize, key: &str) -> Option<usize> {
+        if let Some(&c) = self.order.get(position)
+            && *self.names[c as usize] == *key
+        {
+            return Some(c as usize);
+        }
+        let c = *self.lookup.get(key)?;
+        match self.order.len() {
+            n if position < n => self.order[position] = c,
+            n if position == n && n < self.names.len() => self.order.push(c),
+            _ => {}
+        }
+        Some(c as usize)
     }
 
     /// Decodes the members of the object at `index` into the children.
     pub(crate) fn append_object(&mut self, cx: &mut Cx<'_, '_>, index: usize, len: usize) {
         let row = self.validity.len();
         let mut key_index = index + 1;
-        for _ in 0..len {
+        for position in 0..len {
             let value = key_index + 1;
             let next = value + node_span(cx.tape, value);
             let Node::String(key) = cx.tape[key_index] else {
                 unreachable!("object keys are strings")
             };
             let key_seg = Seg::Key(key_index as u32);
-            match self.lookup.get(key) {
-                Some(&SKIP) => {}
+            match self.find(position, key) {
+                Some(c) if c >= self.columns.len() => {}
                 // A child longer than `row` already has a value: the key is repeated.
-                Some(&c) if self.columns[c as usize].len() <= row => {
-                    let column = &mut self.columns[c as usize];
+                Some(c) if self.columns[c].len() <= row => {
+                    let column = &mut self.columns[c];
                     column.pad_to(row);
                     cx.path.push(key_seg);
                     let accepted = column.append(cx, value);
