@@ -36,8 +36,9 @@ pub fn writer_properties(config: &ParquetConfig) -> WriterProperties {
         // index for each of a table's hundreds of leaves made footers ten times
         // pyarrow's and slowed small queries down.
         .set_statistics_enabled(EnabledStatistics::Chunk)
-        // Measured on Synthea: without dictionaries files are smaller (zstd finds the
-        // repeats) and writing is cheaper; most FHIR strings are ids and references.
+        // Dictionaries only where values repeat (`properties_for`): on ids, references
+        // and date texts a dictionary is given up after its first MiB, and zstd finds
+        // what repeats anyway.
         .set_dictionary_enabled(false)
         .set_created_by(format!("fhir-ingest {}", env!("CARGO_PKG_VERSION")))
         .build()
