@@ -15,9 +15,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fhir_ingest::{
     decode::{LineDecoder, LineOrigin, RunLineage},
     input,
-    schema::Registry,
-    sink::ParquetConfig,
-    sink::writer_properties,
+    schema::{
+        Registry,
+        sparse::{self, Leaves},
+    },
+    sink::{ParquetConfig, properties_for, writer_properties},
 };
 use parquet::arrow::ArrowWriter;
 
@@ -105,17 +107,39 @@ fn benches(c: &mut Criterion) {
             let mut decoder = LineDecoder::new(registry.clone(), lineage.clone());
             b.iter(|| decode_all(&mut decoder, &data, &origin))
         });
-        group.bench_function("decode+parquet", |b| {
+        let schema = registry
+            .require(resource_type)
+            .expect("known type")
+            .arrow_schema();
+        // As before issue 12: every leaf of the table's schema in the file.
+        group.bench_function("decode+parquet, every leaf", |b| {
             let mut decoder = LineDecoder::new(registry.clone(), lineage.clone());
-            let schema = registry
-                .require(resource_type)
-                .expect("known type")
-                .arrow_schema();
             b.iter(|| {
                 let mut writer =
                     ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties.clone()))
                         .expect("writer");
                 for (_, batch) in decode_all(&mut decoder, &data, &origin) {
+                    writer.write(&batch).expect("write");
+                }
+                writer.into_inner().expect("close").len()
+            })
+        });
+        // What a run writes: only the leaves with a value, per-column properties.
+        group.bench_function("decode+parquet, sparse", |b| {
+            let mut decoder = LineDecoder::new(registry.clone(), lineage.clone());
+            b.iter(|| {
+                let batches = decode_all(&mut decoder, &data, &origin);
+                let mut leaves = Leaves::default();
+                for (_, batch) in &batches {
+                    leaves.union(&Leaves::of(batch));
+                }
+                let pruned = leaves.prune_schema(&schema);
+                let file_properties = properties_for(&properties, &pruned).expect("properties");
+                let mut writer =
+                    ArrowWriter::try_new(Vec::new(), pruned.clone(), Some(file_properties))
+                        .expect("writer");
+                for (_, batch) in &batches {
+                    let batch = sparse::prune(batch, &leaves, &pruned).expect("prune");
                     writer.write(&batch).expect("write");
                 }
                 writer.into_inner().expect("close").len()
