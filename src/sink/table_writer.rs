@@ -201,3 +201,95 @@ impl TableWriter {
         Ok(std::mem::take(&mut self.manifest))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{ArrayRef, Int32Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use bytes::Bytes;
+    use object_store::{ObjectStoreExt, memory::InMemory, path::Path};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    fn batch(schema: &SchemaRef, id: &str, a: Option<&str>, b: Option<i32>) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![id])),
+            Arc::new(StringArray::from(vec![a])),
+            Arc::new(Int32Array::from(vec![b])),
+        ];
+        RecordBatch::try_new(schema.clone(), columns).unwrap()
+    }
+
+    /// A file opens with the leaves of its first batches; a batch with a value in a
+    /// leaf the file lacks starts the next file; both read back whole in the schema.
+    #[test]
+    fn a_new_leaf_after_the_file_opened_starts_the_next_file() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let store = Arc::new(InMemory::new());
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Int32, true),
+        ]));
+        let files = RunFiles {
+            store: store.clone(),
+            runtime: runtime.handle().clone(),
+            run_id: "r".into(),
+            attempt: "t".into(),
+        };
+        // Row groups of two rows: the sample is full after two rows.
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let mut writer = TableWriter::new(
+            files,
+            TableId::history("Patient"),
+            None,
+            Some(schema.clone()),
+            properties,
+            usize::MAX,
+        );
+        let batches = [
+            batch(&schema, "x", Some("1"), None),
+            batch(&schema, "y", None, None),
+            batch(&schema, "z", None, Some(5)),
+        ];
+        for b in &batches {
+            writer.write(b).unwrap();
+        }
+        let manifest = writer.finish().unwrap();
+        assert_eq!(manifest.files.len(), 2);
+        let mut read = Vec::new();
+        let mut leaves = Vec::new();
+        for file in &manifest.files {
+            let bytes: Bytes = runtime
+                .block_on(async {
+                    store
+                        .get(&Path::from(file.path.as_str()))
+                        .await?
+                        .bytes()
+                        .await
+                })
+                .unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .build()
+                .unwrap();
+            for b in reader {
+                let b = b.unwrap();
+                leaves.push(
+                    b.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect::<Vec<_>>(),
+                );
+                read.push(sparse::conform(&b, &schema).unwrap());
+            }
+        }
+        assert_eq!(leaves, [vec!["id", "a"], vec!["id", "b"]]);
+        let concat = |b: &[RecordBatch]| arrow_select::concat::concat_batches(&schema, b).unwrap();
+        assert_eq!(concat(&read), concat(&batches));
+    }
+}
