@@ -37,8 +37,8 @@ const SAMPLE_BYTES: usize = 16 << 20;
 ///
 /// Each file holds only the leaves with a value in it ([`sparse`]): the first batches
 /// of a file are held (up to 16 MiB) until the file is opened with the leaves
-/// they fill; a later batch with a value in a leaf the open file lacks finishes it, and
-/// the next file gets the leaves of both.
+/// they fill (and those of the files before it); a later batch with a value in a leaf
+/// the open file lacks finishes it, and the next file gets the leaves of both.
 pub struct TableWriter {
     files: RunFiles,
     table: TableId,
@@ -53,6 +53,9 @@ pub struct TableWriter {
     sample_leaves: Leaves,
     sample_bytes: usize,
     sample_rows: usize,
+    /// The leaves of the files written so far: the next file has them too, so that a
+    /// leaf that appears late finishes one file, not every file after it.
+    seen: Leaves,
     manifest: TableManifest,
 }
 
@@ -105,6 +108,7 @@ impl TableWriter {
             sample_leaves: Leaves::default(),
             sample_bytes: 0,
             sample_rows: 0,
+            seen: Leaves::default(),
             manifest: TableManifest::default(),
         }
     }
@@ -149,7 +153,9 @@ impl TableWriter {
         let Some(first) = self.sample.first() else {
             return Ok(());
         };
-        let leaves = std::mem::take(&mut self.sample_leaves);
+        let mut leaves = std::mem::take(&mut self.sample_leaves);
+        leaves.union(&self.seen);
+        self.seen.clone_from(&leaves);
         let schema = leaves.prune_schema(first.schema_ref());
         let path = layout::data_file(
             &self.table,
@@ -288,7 +294,7 @@ mod tests {
                 read.push(sparse::conform(&b, &schema).unwrap());
             }
         }
-        assert_eq!(leaves, [vec!["id", "a"], vec!["id", "b"]]);
+        assert_eq!(leaves, [vec!["id", "a"], vec!["id", "a", "b"]]);
         let concat = |b: &[RecordBatch]| arrow_select::concat::concat_batches(&schema, b).unwrap();
         assert_eq!(concat(&read), concat(&batches));
     }
