@@ -19,6 +19,8 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 
+use super::TEXT_SUFFIX;
+
 /// A set of leaves of a schema, by depth-first position.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Leaves(Vec<bool>);
@@ -29,9 +31,7 @@ impl Leaves {
     /// leaf, whose definition levels record that the entry is there.
     pub fn of(batch: &RecordBatch) -> Self {
         let mut out = Vec::with_capacity(batch.num_columns() * 4);
-        for column in batch.columns() {
-            mark(column.as_ref(), &mut out);
-        }
+        mark_children(batch.schema().fields(), batch.columns(), &mut out);
         Self(out)
     }
 
@@ -100,11 +100,7 @@ impl Leaves {
 fn mark(array: &dyn Array, out: &mut Vec<bool>) {
     let start = out.len();
     match array.data_type() {
-        DataType::Struct(_) => {
-            for child in array.as_struct().columns() {
-                mark(child.as_ref(), out);
-            }
-        }
+        DataType::Struct(fields) => mark_children(fields, array.as_struct().columns(), out),
         DataType::List(_) => mark(array.as_list::<i32>().values().as_ref(), out),
         _ => {
             out.push(has_entries(array));
@@ -114,6 +110,31 @@ fn mark(array: &dyn Array, out: &mut Vec<bool>) {
     if has_entries(array) && !out[start..].contains(&true) && start < out.len() {
         out[start] = true;
     }
+}
+
+/// Marks the leaves of the children of a struct (or of a batch). A decimal with a
+/// value takes its `_text` companion along even where it is null (the text is kept only
+/// when the float would spell the number otherwise, so it shows up late): otherwise the
+/// first such text in a table would finish its file.
+fn mark_children(fields: &Fields, columns: &[ArrayRef], out: &mut Vec<bool>) {
+    let mut decimal_with_value = None;
+    for (field, column) in fields.iter().zip(columns) {
+        let at = out.len();
+        mark(column.as_ref(), out);
+        if let Some(name) = decimal_with_value.take()
+            && is_text_of(field.name(), name)
+        {
+            out[at] = true;
+        }
+        if field.data_type() == &DataType::Float64 && out[at] {
+            decimal_with_value = Some(field.name().as_str());
+        }
+    }
+}
+
+/// Whether `name` is `decimal` + [`TEXT_SUFFIX`].
+fn is_text_of(name: &str, decimal: &str) -> bool {
+    name.strip_prefix(decimal) == Some(TEXT_SUFFIX)
 }
 
 fn has_entries(array: &dyn Array) -> bool {
@@ -381,6 +402,28 @@ mod tests {
         assert_eq!(pruned.num_columns(), 2);
         let back = conform(&pruned, &schema).unwrap();
         assert_eq!(back, original);
+    }
+
+    #[test]
+    fn a_decimal_with_a_value_keeps_its_text_companion() {
+        use arrow_array::Float64Array;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("value", DataType::Float64, true),
+            Field::new("value_text", DataType::Utf8, true),
+            Field::new("other", DataType::Float64, true),
+            Field::new("other_text", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(vec![Some(1.5)])),
+                Arc::new(StringArray::from(vec![None::<&str>])),
+                Arc::new(Float64Array::from(vec![None])),
+                Arc::new(StringArray::from(vec![None::<&str>])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(Leaves::of(&batch).0, vec![true, true, false, false]);
     }
 
     #[test]
