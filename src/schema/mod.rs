@@ -19,7 +19,10 @@
 pub mod generate;
 pub mod sparse;
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
@@ -37,7 +40,7 @@ pub const TIMESTAMP_SUFFIX: &str = "_ts";
 pub const LIST_ITEM: &str = "element";
 
 /// Errors of loading a schema file.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SchemaError {
     /// A line of a schema file does not have the `<path> <type> <max>` shape.
     #[error("schema {resource_type}, line {line}: {reason}: {text:?}")]
@@ -280,39 +283,54 @@ pub fn list_of(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new(LIST_ITEM, item, true)))
 }
 
-/// Every committed resource schema, parsed once.
+/// Every committed resource schema, each parsed the first time it is asked for (a run
+/// touches a few of the 146 types; parsing them all was most of a small run's start).
 #[derive(Debug)]
 pub struct Registry {
-    by_type: HashMap<String, Arc<ResourceSchema>>,
+    by_type: HashMap<&'static str, Embedded>,
+}
+
+/// An embedded schema file and, once asked for, what parsing it gave.
+#[derive(Debug)]
+struct Embedded {
+    text: &'static str,
+    parsed: OnceLock<Result<Arc<ResourceSchema>, SchemaError>>,
 }
 
 impl Registry {
-    /// Parses the embedded schema files.
+    /// The embedded schema files (parsed when first asked for).
     pub fn embedded() -> Result<Self, SchemaError> {
-        let mut by_type = HashMap::with_capacity(EMBEDDED.len());
-        for (resource_type, text) in EMBEDDED {
-            by_type.insert(
-                (*resource_type).to_owned(),
-                Arc::new(ResourceSchema::parse(resource_type, text)?),
-            );
-        }
+        let by_type = EMBEDDED
+            .iter()
+            .map(|(resource_type, text)| {
+                let parsed = OnceLock::new();
+                (*resource_type, Embedded { text, parsed })
+            })
+            .collect();
         Ok(Self { by_type })
     }
 
     /// The schema of a resource type, or `None` when it is not an R4 resource type.
     pub fn get(&self, resource_type: &str) -> Option<&Arc<ResourceSchema>> {
-        self.by_type.get(resource_type)
+        self.require(resource_type).ok()
     }
 
     /// The schema of a resource type, as an error when unknown.
     pub fn require(&self, resource_type: &str) -> Result<&Arc<ResourceSchema>, SchemaError> {
-        self.get(resource_type)
-            .ok_or_else(|| SchemaError::UnknownType(resource_type.to_owned()))
+        let (name, embedded) = self
+            .by_type
+            .get_key_value(resource_type)
+            .ok_or_else(|| SchemaError::UnknownType(resource_type.to_owned()))?;
+        embedded
+            .parsed
+            .get_or_init(|| ResourceSchema::parse(name, embedded.text).map(Arc::new))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// All resource types with a schema, sorted.
     pub fn resource_types(&self) -> Vec<&str> {
-        let mut types: Vec<&str> = self.by_type.keys().map(String::as_str).collect();
+        let mut types: Vec<&str> = self.by_type.keys().copied().collect();
         types.sort_unstable();
         types
     }
@@ -379,6 +397,10 @@ mod tests {
         let registry = Registry::embedded().unwrap();
         let types = registry.resource_types();
         assert!(types.len() >= 145, "{} types", types.len());
+        // Parsed when first asked for: every embedded file must parse.
+        for t in &types {
+            registry.require(t).unwrap();
+        }
         for t in [
             "Patient",
             "Observation",
