@@ -218,6 +218,50 @@ fn duplicates_in_one_export_keep_the_newest() {
     assert_eq!(rebuild_all(&warehouse).len(), 3, "history keeps every line");
 }
 
+/// A first load of distinct ids takes the history file whole (no keys read); a first
+/// load with a resource without an id leaves that one out of current (regression test
+/// of the first-load path).
+#[test]
+fn a_first_load_takes_distinct_ids_whole_and_leaves_out_rows_without_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let lines = [
+        patient("a", Some("1"), None, "female"),
+        patient("b", Some("1"), None, "male"),
+    ];
+    let summary = run(
+        &warehouse,
+        &input(dir.path(), "e1", &lines),
+        EHR,
+        "2026-01-01T00:00:00Z",
+        &[],
+    );
+    let history = &summary.manifest.tables[&TableId::history("Patient")];
+    let current = &summary.manifest.tables[&TableId::current("Patient")];
+    assert_eq!(current.rows, 2);
+    assert_eq!(
+        current.files.iter().map(|f| f.bytes).collect::<Vec<_>>(),
+        history.files.iter().map(|f| f.bytes).collect::<Vec<_>>(),
+        "taken whole"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&other.path().join("wh")).unwrap();
+    let no_id = r#"{"resourceType":"Patient","gender":"other"}"#.to_owned();
+    let lines = [patient("a", Some("1"), None, "female"), no_id];
+    run(
+        &warehouse,
+        &input(other.path(), "e1", &lines),
+        EHR,
+        "2026-01-01T00:00:00Z",
+        &[],
+    );
+    assert_eq!(
+        current_patients(&warehouse),
+        rows(&[("ehr", "a", "female")])
+    );
+}
+
 #[test]
 fn deletes_apply_to_earlier_exports_and_leave_tombstones_in_history() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,12 @@
 //! sent and deleted by one export keeps the sent row. A history file whose rows all win
 //! is taken over whole, by a copy in the store.
 
-use std::collections::{HashMap, HashSet, hash_map::Entry};
+use std::{
+    collections::{HashMap, HashSet, hash_map::Entry},
+    hash::BuildHasher,
+};
+
+use arrow_array::{Array, cast::AsArray};
 
 use super::keys::KeyHasher;
 
@@ -66,38 +71,10 @@ pub fn merge(
 ) -> Result<Merged, CommitError> {
     let cx = run.cx;
     let table = TableId::current(resource_type);
-    let rows: u64 = staged.iter().map(|f| f.rows).sum();
-    let mut candidates: HashMap<Key, Candidate, KeyHasher> =
-        HashMap::with_capacity_and_hasher(rows as usize, KeyHasher::default());
-    let mut rows_per_file = vec![0usize; staged.len()];
-    for (file, written) in staged.iter().enumerate() {
-        for KeyRow {
-            key,
-            version,
-            lineage,
-            row,
-            ..
-        } in read_keys(cx, &written.path, KeyColumns::Resource)?
-        {
-            rows_per_file[file] += 1;
-            let candidate = Candidate {
-                version,
-                lineage,
-                file,
-                row,
-            };
-            match candidates.entry(key) {
-                Entry::Vacant(e) => {
-                    e.insert(candidate);
-                }
-                Entry::Occupied(mut e) => {
-                    if candidate.version.cmp_newer(&e.get().version).is_gt() {
-                        e.insert(candidate);
-                    }
-                }
-            }
-        }
-    }
+    // Read when first needed: a first load of distinct ids needs only the ids.
+    let mut candidates: Option<(Candidates, Vec<usize>)> = None;
+    let mut ids_distinct: Option<bool> = None;
+    let first_load_possible = !want_winners && deleted.is_empty();
     let deleted: HashSet<&Key, KeyHasher> = deleted.iter().collect();
     let schema = run.resource_schema(resource_type)?;
     let output = Output {
@@ -118,15 +95,25 @@ pub fn merge(
         (run.source, run.seq),
         "MERGE",
         |snapshot| {
-            let plan = plan(run, &table, snapshot, &candidates, &deleted, want_winners)?;
-            let actions = write_plan(
-                &output,
-                snapshot,
-                &plan,
-                staged,
-                &rows_per_file,
-                &candidates,
-            )?;
+            let empty = snapshot.is_none_or(|s| s.files().is_empty());
+            if empty && first_load_possible {
+                let distinct = match ids_distinct {
+                    Some(known) => known,
+                    None => *ids_distinct.insert(distinct_ids(run, staged)?),
+                };
+                if distinct {
+                    let added = take_whole(&output, staged)?;
+                    let actions = added_actions(&output, &added)?;
+                    result = (added, 0, None);
+                    return Ok((!actions.is_empty()).then_some(actions));
+                }
+            }
+            let (candidates, rows_per_file) = match &mut candidates {
+                Some(c) => c,
+                None => candidates.insert(read_candidates(run, staged)?),
+            };
+            let plan = plan(run, &table, snapshot, candidates, &deleted, want_winners)?;
+            let actions = write_plan(&output, snapshot, &plan, staged, rows_per_file, candidates)?;
             result = (actions.1, plan.removed_rows(), plan.winners);
             Ok((!actions.0.is_empty()).then_some(actions.0))
         },
@@ -146,6 +133,112 @@ pub fn merge(
             winners,
         },
     })
+}
+
+/// The run's candidate of each resource.
+type Candidates = HashMap<Key, Candidate, KeyHasher>;
+
+/// The newest row of each resource in the run's files of the type, and how many rows
+/// with an id each file has.
+fn read_candidates(
+    run: &RunInfo<'_>,
+    staged: &[WrittenFile],
+) -> Result<(Candidates, Vec<usize>), CommitError> {
+    let rows: u64 = staged.iter().map(|f| f.rows).sum();
+    let mut candidates = Candidates::with_capacity_and_hasher(rows as usize, KeyHasher::default());
+    let mut rows_per_file = vec![0usize; staged.len()];
+    for (file, written) in staged.iter().enumerate() {
+        for KeyRow {
+            key,
+            version,
+            lineage,
+            row,
+            ..
+        } in read_keys(run.cx, &written.path, KeyColumns::Resource)?
+        {
+            rows_per_file[file] += 1;
+            let candidate = Candidate {
+                version,
+                lineage,
+                file,
+                row,
+            };
+            match candidates.entry(key) {
+                Entry::Vacant(e) => {
+                    e.insert(candidate);
+                }
+                Entry::Occupied(mut e) => {
+                    if candidate.version.cmp_newer(&e.get().version).is_gt() {
+                        e.insert(candidate);
+                    }
+                }
+            }
+        }
+    }
+    Ok((candidates, rows_per_file))
+}
+
+/// Whether every row of the run's files has an id and no id repeats: then, in an
+/// empty table, every row wins and the files are taken whole, without reading their
+/// keys. Ids are compared by a 64-bit hash; a collision only means the full merge.
+fn distinct_ids(run: &RunInfo<'_>, staged: &[WrittenFile]) -> Result<bool, CommitError> {
+    let rows: u64 = staged.iter().map(|f| f.rows).sum();
+    let hasher = KeyHasher::default();
+    let mut seen: HashSet<u64, KeyHasher> =
+        HashSet::with_capacity_and_hasher(rows as usize, KeyHasher::default());
+    for file in staged {
+        let reader = run.cx.runtime.block_on(
+            run.cx
+                .warehouse
+                .read_parquet_columns(&file.path, Some(&["id"])),
+        )?;
+        let mut read = 0u64;
+        for batch in reader {
+            let batch = batch.map_err(|source| CommitError::Read {
+                path: file.path.clone(),
+                source,
+            })?;
+            let Some(ids) = batch
+                .column_by_name("id")
+                .and_then(|c| c.as_string_opt::<i32>())
+            else {
+                return Ok(false);
+            };
+            if ids.null_count() > 0 {
+                return Ok(false);
+            }
+            if !ids
+                .iter()
+                .flatten()
+                .all(|id| seen.insert(hasher.hash_one(id)))
+            {
+                return Ok(false);
+            }
+            read += batch.num_rows() as u64;
+        }
+        if read != file.rows {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Every staged file taken into the table whole.
+fn take_whole(output: &Output<'_>, staged: &[WrittenFile]) -> Result<TableManifest, CommitError> {
+    let mut added = TableManifest::default();
+    for file in staged {
+        added.push(output.copy_file(file, added.files.len())?);
+    }
+    Ok(added)
+}
+
+/// The `add` actions of the files added.
+fn added_actions(output: &Output<'_>, added: &TableManifest) -> Result<Vec<Action>, CommitError> {
+    added
+        .files
+        .iter()
+        .map(|file| Ok(Action::Add(tables::add_of(&output.table, file)?)))
+        .collect()
 }
 
 /// What to change in the table.
@@ -170,7 +263,7 @@ fn plan(
     run: &RunInfo<'_>,
     table: &TableId,
     snapshot: Option<&Snapshot>,
-    candidates: &HashMap<Key, Candidate, KeyHasher>,
+    candidates: &Candidates,
     deleted: &HashSet<&Key, KeyHasher>,
     want_winners: bool,
 ) -> Result<Plan, CommitError> {
@@ -229,7 +322,7 @@ fn write_plan(
     plan: &Plan,
     staged: &[WrittenFile],
     rows_per_file: &[usize],
-    candidates: &HashMap<Key, Candidate, KeyHasher>,
+    candidates: &Candidates,
 ) -> Result<(Vec<Action>, TableManifest), CommitError> {
     let mut added = TableManifest::default();
     // Which rows of each staged file win, and how many.
@@ -278,8 +371,6 @@ fn write_plan(
         actions.push(Action::Remove(add.remove_now()));
     }
     finish_into(writer, &mut added)?;
-    for file in &added.files {
-        actions.push(Action::Add(tables::add_of(&output.table, file)?));
-    }
+    actions.extend(added_actions(output, &added)?);
     Ok((actions, added))
 }
