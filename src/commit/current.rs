@@ -9,7 +9,8 @@
 //! older or the same version (a rerun changes nothing). A resource in the export's
 //! `deleted[]` loses its row when that row came from an earlier export; a resource both
 //! sent and deleted by one export keeps the sent row. A history file whose rows all win
-//! is taken over whole, by a copy in the store.
+//! is taken over whole, by a copy in the store; into an empty table, when the run's ids
+//! are distinct, all of them are, without reading their keys.
 
 use std::{
     collections::{HashMap, HashSet, hash_map::Entry},
