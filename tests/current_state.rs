@@ -197,20 +197,8 @@ fn without_versions_last_updated_then_the_export_decides() {
 
 #[test]
 fn duplicates_in_one_export_keep_the_newest() {
-    let dir = tempfile::tempdir().unwrap();
-    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
     let v = |ver: &str, gender| patient("a", Some(ver), None, gender);
-    run(
-        &warehouse,
-        &input(
-            dir.path(),
-            "e1",
-            &[v("3", "female"), v("1", "male"), v("3", "female")],
-        ),
-        EHR,
-        "2026-01-01T00:00:00Z",
-        &[],
-    );
+    let (_dir, warehouse, _) = first_load(&[v("3", "female"), v("1", "male"), v("3", "female")]);
     assert_eq!(
         current_patients(&warehouse),
         rows(&[("ehr", "a", "female")])
@@ -218,24 +206,24 @@ fn duplicates_in_one_export_keep_the_newest() {
     assert_eq!(rebuild_all(&warehouse).len(), 3, "history keeps every line");
 }
 
+/// One export of `lines` into a new warehouse (which lives as long as the folder).
+fn first_load(lines: &[String]) -> (tempfile::TempDir, Warehouse, RunSummary) {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
+    let folder = input(dir.path(), "e1", lines);
+    let summary = run(&warehouse, &folder, EHR, "2026-01-01T00:00:00Z", &[]);
+    (dir, warehouse, summary)
+}
+
 /// A first load of distinct ids takes the history file whole (no keys read); a first
 /// load with a resource without an id leaves that one out of current (regression test
 /// of the first-load path).
 #[test]
 fn a_first_load_takes_distinct_ids_whole_and_leaves_out_rows_without_an_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let warehouse = Warehouse::open_local(&dir.path().join("wh")).unwrap();
-    let lines = [
+    let (_dir, _, summary) = first_load(&[
         patient("a", Some("1"), None, "female"),
         patient("b", Some("1"), None, "male"),
-    ];
-    let summary = run(
-        &warehouse,
-        &input(dir.path(), "e1", &lines),
-        EHR,
-        "2026-01-01T00:00:00Z",
-        &[],
-    );
+    ]);
     let history = &summary.manifest.tables[&TableId::history("Patient")];
     let current = &summary.manifest.tables[&TableId::current("Patient")];
     assert_eq!(current.rows, 2);
@@ -245,17 +233,8 @@ fn a_first_load_takes_distinct_ids_whole_and_leaves_out_rows_without_an_id() {
         "taken whole"
     );
 
-    let other = tempfile::tempdir().unwrap();
-    let warehouse = Warehouse::open_local(&other.path().join("wh")).unwrap();
     let no_id = r#"{"resourceType":"Patient","gender":"other"}"#.to_owned();
-    let lines = [patient("a", Some("1"), None, "female"), no_id];
-    run(
-        &warehouse,
-        &input(other.path(), "e1", &lines),
-        EHR,
-        "2026-01-01T00:00:00Z",
-        &[],
-    );
+    let (_dir, warehouse, _) = first_load(&[patient("a", Some("1"), None, "female"), no_id]);
     assert_eq!(
         current_patients(&warehouse),
         rows(&[("ehr", "a", "female")])
