@@ -40,16 +40,6 @@ impl Leaves {
         self.0.iter().filter(|kept| **kept).count()
     }
 
-    /// How many leaves the schema has.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the schema has no leaves.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Whether every leaf kept here is kept in `other` (of the same schema).
     pub fn is_subset(&self, other: &Leaves) -> bool {
         self.0.len() == other.0.len() && self.0.iter().zip(&other.0).all(|(a, b)| !a || *b)
@@ -121,12 +111,17 @@ fn mark_children(fields: &Fields, columns: &[ArrayRef], out: &mut Vec<bool>) {
     for (field, column) in fields.iter().zip(columns) {
         let at = out.len();
         mark(column.as_ref(), out);
+        // A struct without children has no leaf at `at`.
+        let Some(first) = out.get_mut(at) else {
+            decimal_with_value = None;
+            continue;
+        };
         if let Some(name) = decimal_with_value.take()
             && is_text_of(field.name(), name)
         {
-            out[at] = true;
+            *first = true;
         }
-        if field.data_type() == &DataType::Float64 && out[at] {
+        if field.data_type() == &DataType::Float64 && *first {
             decimal_with_value = Some(field.name().as_str());
         }
     }
@@ -424,6 +419,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Leaves::of(&batch).0, vec![true, true, false, false]);
+    }
+
+    #[test]
+    fn a_struct_without_children_has_no_leaves_and_is_no_error() {
+        let empty = Field::new("empty", DataType::Struct(Fields::empty()), true);
+        let schema = Arc::new(Schema::new(vec![
+            empty,
+            Field::new("n", DataType::Int32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StructArray::new_empty_fields(1, None)),
+                Arc::new(Int32Array::from(vec![Some(1)])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(Leaves::of(&batch).0, vec![true]);
     }
 
     #[test]
