@@ -23,7 +23,7 @@ use super::keys::KeyHasher;
 
 use super::{
     CommitError, RunInfo,
-    keys::{Key, KeyColumns, KeyRow, Lineage, Version, read_keys},
+    keys::{Key, KeyColumns, KeyRow, Lineage, Version, for_each_key},
     rewrite::{Output, finish_into},
     tables::{self, Committed, NewTable, commit_guarded, file_path},
 };
@@ -149,14 +149,13 @@ fn read_candidates(
     let mut candidates = Candidates::with_capacity_and_hasher(rows as usize, KeyHasher::default());
     let mut rows_per_file = vec![0usize; staged.len()];
     for (file, written) in staged.iter().enumerate() {
-        for KeyRow {
-            key,
-            version,
-            lineage,
-            row,
-            ..
-        } in read_keys(run.cx, &written.path, KeyColumns::Resource)?
-        {
+        let each = |KeyRow {
+                        key,
+                        version,
+                        lineage,
+                        row,
+                        ..
+                    }| {
             rows_per_file[file] += 1;
             let candidate = Candidate {
                 version,
@@ -174,7 +173,8 @@ fn read_candidates(
                     }
                 }
             }
-        }
+        };
+        for_each_key(run.cx, &written.path, KeyColumns::Resource, each)?;
     }
     Ok((candidates, rows_per_file))
 }
@@ -286,7 +286,8 @@ fn plan(
         }
     };
     for key in snapshot.into_iter().flat_map(|s| s.files().keys()) {
-        for existing in read_keys(run.cx, &file_path(table, key), KeyColumns::Resource)? {
+        let path = file_path(table, key);
+        for_each_key(run.cx, &path, KeyColumns::Resource, |existing| {
             let goes = match candidates.get(&existing.key) {
                 Some(c) if c.version.cmp_newer(&existing.version).is_gt() => true,
                 Some(_) => {
@@ -306,7 +307,7 @@ fn plan(
             if goes {
                 removed.entry(key.clone()).or_default().insert(existing.row);
             }
-        }
+        })?;
     }
     Ok(Plan {
         rejected,

@@ -109,6 +109,19 @@ pub fn read_keys(
     path: &str,
     columns: KeyColumns,
 ) -> Result<Vec<KeyRow>, CommitError> {
+    let mut rows = Vec::new();
+    for_each_key(cx, path, columns, |row| rows.push(row))?;
+    Ok(rows)
+}
+
+/// Calls `f` with each key row of the data file at `path`, in row order; only one
+/// batch's rows are held at a time (a file's rows can be many).
+pub fn for_each_key(
+    cx: &CommitContext,
+    path: &str,
+    columns: KeyColumns,
+    mut f: impl FnMut(KeyRow),
+) -> Result<(), CommitError> {
     let projection = match columns {
         KeyColumns::Resource => RESOURCE_KEY_COLUMNS,
         KeyColumns::View => VIEW_KEY_COLUMNS,
@@ -130,8 +143,9 @@ pub fn read_keys(
             }
         })?;
         offset += batch.num_rows();
+        rows.drain(..).for_each(&mut f);
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Appends the key rows of `batch`, whose first row is row `offset` of its file. Rows

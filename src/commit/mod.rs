@@ -326,9 +326,9 @@ fn winners_of(
 ) -> Result<Winners, CommitError> {
     let mut winners = Winners::default();
     for file in staged {
-        for row in keys::read_keys(run.cx, &file.path, keys::KeyColumns::Resource)? {
+        keys::for_each_key(run.cx, &file.path, keys::KeyColumns::Resource, |row| {
             winners.insert(row.key, None);
-        }
+        })?;
     }
     for key in deleted {
         winners.insert(key.clone(), None);
@@ -339,11 +339,11 @@ fn winners_of(
         .flat_map(|s| s.files().keys())
     {
         let path = tables::file_path(&table, key);
-        for row in keys::read_keys(run.cx, &path, keys::KeyColumns::Resource)? {
+        keys::for_each_key(run.cx, &path, keys::KeyColumns::Resource, |row| {
             if let Some(slot) = winners.get_mut(&row.key) {
                 *slot = Some(row.lineage);
             }
-        }
+        })?;
     }
     Ok(winners)
 }

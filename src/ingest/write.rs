@@ -1,5 +1,10 @@
 //! The writer threads of a run: each owns the tables assigned to it (a table always
 //! goes to the same writer) and writes their batches through a [`TableWriter`].
+//!
+//! The row groups a writer builds share one memory budget: when its open tables
+//! together hold more, the largest row group is written out. Memory then stays the
+//! same however many rows a table gets in a run (a per-table limit alone lets each
+//! open table grow to it).
 
 use std::{collections::BTreeMap, sync::mpsc::Receiver};
 
@@ -23,6 +28,8 @@ pub(super) struct Writer<'a> {
     pub registry: &'a Registry,
     pub properties: WriterProperties,
     pub max_file_bytes: usize,
+    /// Memory the row groups of all open tables may hold together.
+    pub memory_budget: usize,
     pub partition: Option<String>,
     pub cancel: &'a CancellationToken,
     tables: BTreeMap<TableId, OpenTable>,
@@ -43,6 +50,7 @@ impl<'a> Writer<'a> {
         registry: &'a Registry,
         properties: WriterProperties,
         max_file_bytes: usize,
+        memory_budget: usize,
         partition: Option<String>,
         cancel: &'a CancellationToken,
     ) -> Self {
@@ -51,6 +59,7 @@ impl<'a> Writer<'a> {
             registry,
             properties,
             max_file_bytes,
+            memory_budget,
             partition,
             cancel,
             tables: BTreeMap::new(),
@@ -70,6 +79,7 @@ impl<'a> Writer<'a> {
             }
             self.write(table, &batch)?;
             self.close_idle_tables()?;
+            self.keep_within_budget()?;
         }
         let mut out = BTreeMap::new();
         for (table, open) in std::mem::take(&mut self.tables) {
@@ -105,6 +115,28 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Writes out the largest row groups until the open tables hold no more than the
+    /// budget.
+    fn keep_within_budget(&mut self) -> Result<(), IngestError> {
+        // Each round empties one table; bounded by their number.
+        for _ in 0..self.tables.len() {
+            let mut total = 0;
+            let mut largest: Option<(&mut OpenTable, usize)> = None;
+            for open in self.tables.values_mut() {
+                let size = open.writer.memory_size();
+                total += size;
+                if largest.as_ref().is_none_or(|(_, most)| size > *most) {
+                    largest = Some((open, size));
+                }
+            }
+            match largest {
+                Some((open, _)) if total > self.memory_budget => open.writer.flush_row_group()?,
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Finishes the open files of tables that got no batch lately: with single-type
     /// input files, a table whose input is done would otherwise hold a row group of
     /// column writers to the end of the run. A table that gets rows again starts a new
@@ -117,5 +149,73 @@ impl<'a> Writer<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, mpsc::sync_channel};
+
+    use arrow_array::{ArrayRef, StringArray};
+    use bytes::Bytes;
+    use object_store::{ObjectStoreExt, memory::InMemory, path::Path};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    fn batch(value: &str) -> RecordBatch {
+        let column: ArrayRef = Arc::new(StringArray::from(vec![value; 100]));
+        RecordBatch::try_from_iter([("id", column)]).unwrap()
+    }
+
+    /// Row groups per file of each table, after writing `a b a b` through a writer
+    /// with `memory_budget`.
+    fn row_groups_with_budget(memory_budget: usize) -> Vec<usize> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let store = Arc::new(InMemory::new());
+        let files = RunFiles {
+            store: store.clone(),
+            runtime: runtime.handle().clone(),
+            run_id: "r".into(),
+            attempt: "t".into(),
+        };
+        let registry = Registry::embedded().unwrap();
+        let cancel = CancellationToken::new();
+        let writer = Writer::new(
+            files,
+            &registry,
+            WriterProperties::builder().build(),
+            usize::MAX,
+            memory_budget,
+            None,
+            &cancel,
+        );
+        let (tx, rx) = sync_channel(8);
+        for name in ["a", "b", "a", "b"] {
+            tx.send((TableId::view(name), batch(name))).unwrap();
+        }
+        drop(tx);
+        let tables = writer.run(rx).unwrap();
+        let mut row_groups = Vec::new();
+        for manifest in tables.values() {
+            for file in &manifest.files {
+                let path = Path::from(file.path.as_str());
+                let bytes: Bytes = runtime
+                    .block_on(async { store.get(&path).await?.bytes().await })
+                    .unwrap();
+                let reader = SerializedFileReader::new(bytes).unwrap();
+                row_groups.push(reader.metadata().num_row_groups());
+            }
+        }
+        row_groups
+    }
+
+    /// The open tables share the budget: past it the largest row group is written
+    /// out, so each batch ends in a row group of its own; within it, each table's
+    /// rows stay in one row group.
+    #[test]
+    fn open_tables_past_the_memory_budget_flush_their_row_groups() {
+        assert_eq!(row_groups_with_budget(usize::MAX), [1, 1]);
+        assert_eq!(row_groups_with_budget(0), [2, 2]);
     }
 }

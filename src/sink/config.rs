@@ -28,7 +28,9 @@ pub struct RawParquet {
     /// Rows per row group at most. Default 100000.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
-    /// Memory of a row group being built, in MiB, before it is flushed. Default 64.
+    /// Memory of the row groups one writer thread builds, over all its open tables, in
+    /// MiB: past it the largest is flushed (and no row group's encoded size exceeds
+    /// it). Default 64.
     #[serde(default = "default_row_group_mib")]
     pub row_group_mib: usize,
     /// Size of a Parquet file, in MiB, after which the next one is started. Default 512.
@@ -82,7 +84,8 @@ pub struct ParquetConfig {
     pub compression: Compression,
     /// Rows per row group at most.
     pub row_group_rows: NonZeroUsize,
-    /// Bytes of a row group in progress before it is flushed.
+    /// Bytes of the row groups in progress of one writer thread (and of one row group
+    /// encoded) before the largest is flushed.
     pub row_group_bytes: usize,
     /// Bytes of a file after which another is started.
     pub max_file_bytes: usize,

@@ -172,6 +172,20 @@ impl ParquetFile {
         Ok(())
     }
 
+    /// Memory of the row group in progress (its encoders, buffered pages and
+    /// dictionaries), as the Parquet writer estimates it.
+    pub fn memory_size(&self) -> usize {
+        self.writer.memory_size()
+    }
+
+    /// Writes the row group in progress out now, ahead of the size limits.
+    pub fn flush_row_group(&mut self) -> Result<(), SinkError> {
+        self.writer.flush().map_err(|source| SinkError::Parquet {
+            path: self.path.to_string(),
+            source,
+        })
+    }
+
     /// Bytes written so far plus the row group in progress.
     pub fn size(&self) -> usize {
         self.writer.bytes_written() + self.writer.in_progress_size()

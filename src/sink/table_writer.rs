@@ -201,6 +201,25 @@ impl TableWriter {
         Ok(())
     }
 
+    /// Memory held for the table: the Arrow memory of the sample not yet in a file, and
+    /// the open file's row group in progress.
+    pub fn memory_size(&self) -> usize {
+        self.sample_bytes
+            + self
+                .current
+                .as_ref()
+                .map_or(0, |open| open.file.memory_size())
+    }
+
+    /// Gives back the memory of the table: the open file's row group in progress is
+    /// written out, or the sample written into a new file.
+    pub fn flush_row_group(&mut self) -> Result<(), SinkError> {
+        match &mut self.current {
+            Some(open) => open.file.flush_row_group(),
+            None => self.open_file(),
+        }
+    }
+
     /// Finishes the open file and returns what was written.
     pub fn finish(mut self) -> Result<TableManifest, SinkError> {
         self.close_file()?;
