@@ -343,7 +343,9 @@ impl StructColumn {
                 // A child already filled for `row` has a value: the key is repeated.
                 Some(c) if self.filled[c] <= row => {
                     let column = &mut self.columns[c];
-                    column.append_nulls(row - self.filled[c]);
+                    if self.filled[c] < row {
+                        column.append_nulls(row - self.filled[c]);
+                    }
                     self.filled[c] = row + 1;
                     cx.path.push(key_seg);
                     let accepted = column.append(cx, value);
@@ -365,7 +367,9 @@ impl StructColumn {
     pub(crate) fn finish_columns(&mut self) -> (Vec<ArrayRef>, Option<NullBuffer>) {
         let mut arrays = Vec::with_capacity(self.fields.len());
         for (column, filled) in self.columns.iter_mut().zip(&mut self.filled) {
-            column.append_nulls(self.rows - *filled);
+            if *filled < self.rows {
+                column.append_nulls(self.rows - *filled);
+            }
             column.finish(&mut arrays);
             *filled = 0;
         }
