@@ -11,8 +11,7 @@ use std::sync::Arc;
 use arrow_array::{
     ArrayRef, ListArray, StructArray,
     builder::{
-        BooleanBuilder, Float64Builder, Int32Builder, StringBuilder,
-        TimestampMicrosecondBuilder,
+        BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMicrosecondBuilder,
     },
 };
 use arrow_buffer::{NullBuffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};

@@ -389,9 +389,17 @@ fn run_threads(
         // and a reader or decoder blocked on them stops instead of waiting forever.
         drop((work_rx, recycle_tx, batch_txs, report_tx));
         let mut writer_handles = Vec::with_capacity(writers);
-        for rx in batch_rxs {
+        for (i, rx) in batch_rxs.into_iter().enumerate() {
+            // Writers can write files of the same table: their names differ by writer.
+            let files = match i {
+                0 => files.clone(),
+                _ => RunFiles {
+                    attempt: format!("{}w{i}", files.attempt),
+                    ..files.clone()
+                },
+            };
             let writer = Writer::new(
-                files.clone(),
+                files,
                 &cx.registry,
                 writer_properties(&settings.parquet),
                 settings.parquet.max_file_bytes,
@@ -417,13 +425,16 @@ fn run_threads(
                 .join()
                 .map_err(|_| IngestError::Panicked("decoder"))??;
         }
-        let mut tables = BTreeMap::new();
+        // A table can have files from more than one writer.
+        let mut tables: Tables = BTreeMap::new();
         for handle in writer_handles {
-            tables.extend(
-                handle
-                    .join()
-                    .map_err(|_| IngestError::Panicked("writer"))??,
-            );
+            let written = handle
+                .join()
+                .map_err(|_| IngestError::Panicked("writer"))??;
+            for (table, manifest) in written {
+                let all = tables.entry(table).or_default();
+                manifest.files.into_iter().for_each(|file| all.push(file));
+            }
         }
         let mut collected = collected?;
         collected.input.files = match read {

@@ -5,7 +5,7 @@ use std::{
     hash::{DefaultHasher, Hash, Hasher},
     sync::{
         Mutex,
-        mpsc::{Receiver, SyncSender},
+        mpsc::{Receiver, SyncSender, TrySendError},
     },
 };
 
@@ -20,6 +20,17 @@ use crate::{
 
 /// Decoded bytes of one type after which its batch is handed over even if not full.
 const BATCH_BYTES: usize = 8 << 20;
+
+/// Which writers may take a batch.
+#[derive(Clone, Copy)]
+enum Route {
+    /// The table's own writer, or another one when that one is behind: for the full
+    /// batches of a large table.
+    AnyWriter,
+    /// Only the table's own writer: for the last, partial batches of each table at the
+    /// end of the input, so that a small table stays in one file.
+    OwnWriter,
+}
 
 /// Rows of one table for its writer.
 pub(super) type Batch = (TableId, RecordBatch);
@@ -55,13 +66,13 @@ impl DecodeWorker<'_> {
             self.decoder
                 .ready_types(self.batch_rows, BATCH_BYTES, &mut types);
             for resource_type in &types {
-                self.send_batch(resource_type)?;
+                self.send_batch(resource_type, Route::AnyWriter)?;
             }
             self.report_view_failures();
         }
         self.decoder.types(&mut types);
         for resource_type in &types {
-            self.send_batch(resource_type)?;
+            self.send_batch(resource_type, Route::OwnWriter)?;
         }
         let skipped = self.decoder.take_skipped();
         if skipped > 0 {
@@ -110,7 +121,7 @@ impl DecodeWorker<'_> {
         true
     }
 
-    fn send_batch(&mut self, resource_type: &str) -> Result<(), IngestError> {
+    fn send_batch(&mut self, resource_type: &str, route: Route) -> Result<(), IngestError> {
         let batch = self
             .decoder
             .finish(resource_type)
@@ -119,7 +130,7 @@ impl DecodeWorker<'_> {
                 source,
             })?;
         if let Some(batch) = batch {
-            self.send(TableId::history(resource_type), batch);
+            self.send(TableId::history(resource_type), batch, route);
         }
         let mut views = std::mem::take(&mut self.views);
         self.decoder
@@ -129,19 +140,59 @@ impl DecodeWorker<'_> {
                 source,
             })?;
         for (name, batch) in views.drain(..) {
-            self.send(TableId::view(&name), batch);
+            self.send(TableId::view(&name), batch, route);
         }
         self.views = views;
         Ok(())
     }
 
-    /// Sends a batch to the writer of its table: a table always goes to the same
-    /// writer, so it has one open file at a time. A send fails only when the writer
-    /// died; its error is reported when it is joined.
-    fn send(&self, table: TableId, batch: RecordBatch) {
+    /// Sends a batch to the writer of its table, or (`Route::AnyWriter`), when that
+    /// writer is behind (its queue full), to the next writer with room: one large
+    /// table then keeps every writer busy instead of one writing alone at the end of
+    /// the run (its rows end in a file per writer). Only when every queue is full does
+    /// it wait, on the table's own writer. A send fails only when the writer died; its
+    /// error is reported when it is joined.
+    fn send(&self, table: TableId, batch: RecordBatch, route: Route) {
         let mut hasher = DefaultHasher::new();
         table.hash(&mut hasher);
-        let writer = (hasher.finish() % self.batch_txs.len() as u64) as usize;
-        let _ = self.batch_txs[writer].send((table, batch));
+        let home = (hasher.finish() % self.batch_txs.len() as u64) as usize;
+        send_to_writers(&self.batch_txs, home, (table, batch), route);
+    }
+}
+
+/// Sends `item` to writer `home`, or by `route` to the next one with room.
+fn send_to_writers<T>(txs: &[SyncSender<T>], home: usize, mut item: T, route: Route) {
+    let tries = match route {
+        Route::AnyWriter => txs.len(),
+        Route::OwnWriter => 0,
+    };
+    for k in 0..tries {
+        match txs[(home + k) % txs.len()].try_send(item) {
+            Ok(()) => return,
+            Err(TrySendError::Full(back)) => item = back,
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+    let _ = txs[home].send(item);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+
+    /// A full batch goes to the next writer when its own is behind; the last batches
+    /// of a table go to its own writer, which has room again by then.
+    #[test]
+    fn a_full_batch_goes_to_a_writer_with_room_and_a_last_batch_to_its_own() {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| sync_channel(1)).unzip();
+        send_to_writers(&txs, 1, "first", Route::AnyWriter);
+        send_to_writers(&txs, 1, "overflow", Route::AnyWriter);
+        assert_eq!(rxs[1].try_recv(), Ok("first"));
+        assert_eq!(rxs[0].try_recv(), Ok("overflow"));
+        send_to_writers(&txs, 1, "last", Route::OwnWriter);
+        assert_eq!(rxs[1].try_recv(), Ok("last"));
+        assert!(rxs[0].try_recv().is_err());
     }
 }

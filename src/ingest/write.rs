@@ -1,5 +1,7 @@
-//! The writer threads of a run: each owns the tables assigned to it (a table always
-//! goes to the same writer) and writes their batches through a [`TableWriter`].
+//! The writer threads of a run: each writes the batches it gets through a
+//! [`TableWriter`] per table. A table has a writer of its own, and its full batches
+//! go to another writer when that one is behind (see `worker::send_to_writers`); the
+//! file names of writer `i > 0` carry `w<i>` after the attempt token.
 //!
 //! The row groups a writer builds share one memory budget: when its open tables
 //! together hold more, the largest row group is written out. Memory then stays the
