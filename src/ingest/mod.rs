@@ -350,8 +350,11 @@ fn run_threads(
     let next_file = AtomicUsize::new(0);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (report_tx, report_rx) = sync_channel(1024);
+    // A decoder can fill every writer's queue (a large table's full batches go to any
+    // writer with room), so each holds `workers` batches: as many in flight as one
+    // queue of twice that held when a table had one writer.
     let (batch_txs, batch_rxs): (Vec<SyncSender<_>>, Vec<_>) =
-        (0..writers).map(|_| sync_channel(workers * 2)).unzip();
+        (0..writers).map(|_| sync_channel(workers)).unzip();
 
     let result = std::thread::scope(|scope| {
         let readers = spec.parallel_files.get().min(spec.inputs.len()).max(1);
