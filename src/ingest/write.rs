@@ -4,9 +4,9 @@
 //! file names of writer `i > 0` carry `w<i>` after the attempt token.
 //!
 //! The row groups a writer builds share one memory budget: when its open tables
-//! together hold more, the largest row group is written out. Memory then stays the
-//! same however many rows a table gets in a run (a per-table limit alone lets each
-//! open table grow to it).
+//! together hold more, the largest row group is written out. A per-table limit alone
+//! let each open table grow to it, so the writer's memory grew with the number of
+//! large tables open at once.
 
 use std::{collections::BTreeMap, sync::mpsc::Receiver};
 
