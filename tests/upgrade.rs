@@ -20,6 +20,9 @@ use fhir_ingest::{
 };
 use parquet::arrow::ArrowWriter;
 
+/// Resources a merge pass holds: the upgrade's merges take several passes.
+const FEW_KEYS_A_PASS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(2).unwrap();
+
 const OLD_LINEAGE: [&str; 5] = ["source", "run_id", "transaction_time", "file", "line"];
 
 /// A Patient file as the old version wrote it, for run `run` of export `tt`.
@@ -136,7 +139,7 @@ fn an_old_warehouse_becomes_history_and_current_tables_once() {
     }
 
     let cx = context(&warehouse);
-    let done = upgrade(&cx, &ParquetConfig::default()).unwrap();
+    let done = upgrade(&cx, &ParquetConfig::default(), FEW_KEYS_A_PASS).unwrap();
     assert_eq!(
         (done.len(), done[0].rows, done[0].deleted),
         (1, 4, 1),
@@ -171,7 +174,11 @@ fn an_old_warehouse_becomes_history_and_current_tables_once() {
     );
 
     // Again: nothing to do, nothing changes.
-    assert!(upgrade(&cx, &ParquetConfig::default()).unwrap().is_empty());
+    assert!(
+        upgrade(&cx, &ParquetConfig::default(), FEW_KEYS_A_PASS)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(rebuild_all(&warehouse).len(), 4);
     assert_eq!(rebuild_current(&warehouse).len(), 2);
     let history = runtime

@@ -416,7 +416,7 @@ impl Shell {
     fn upgrade(&self, warehouse: &WarehouseArg) -> Result<ExitCode> {
         let (config, parquet) = warehouse.load()?;
         let cx = self.run_context(self.open(&config, false)?)?;
-        let done = fhir_ingest::maintain::upgrade::upgrade(&cx, &parquet)?;
+        let done = fhir_ingest::maintain::upgrade::upgrade(&cx, &parquet, config.merge_max_keys)?;
         for u in &done {
             self.report.line(format!(
                 "upgraded {}: {} files, {} rows into history/ and current/; {} deletions applied",

@@ -14,7 +14,8 @@
 
 use std::{
     collections::{HashMap, HashSet, hash_map::Entry},
-    hash::BuildHasher,
+    hash::{BuildHasher, Hash},
+    num::NonZeroUsize,
 };
 
 use arrow_array::{Array, cast::AsArray};
@@ -72,8 +73,7 @@ pub fn merge(
 ) -> Result<Merged, CommitError> {
     let cx = run.cx;
     let table = TableId::current(resource_type);
-    // Read when first needed: a first load of distinct ids needs only the ids.
-    let mut candidates: Option<(Candidates, Vec<usize>)> = None;
+    let passes = Passes::for_rows(staged.iter().map(|f| f.rows).sum(), run.merge_max_keys);
     let mut ids_distinct: Option<bool> = None;
     let first_load_possible = !want_winners && deleted.is_empty();
     let deleted: HashSet<&Key, KeyHasher> = deleted.iter().collect();
@@ -100,7 +100,7 @@ pub fn merge(
             if empty && first_load_possible {
                 let distinct = match ids_distinct {
                     Some(known) => known,
-                    None => *ids_distinct.insert(distinct_ids(run, staged)?),
+                    None => *ids_distinct.insert(distinct_ids(run, staged, &passes)?),
                 };
                 if distinct {
                     let added = take_whole(&output, staged)?;
@@ -109,14 +109,19 @@ pub fn merge(
                     return Ok((!actions.is_empty()).then_some(actions));
                 }
             }
-            let (candidates, rows_per_file) = match &mut candidates {
-                Some(c) => c,
-                None => candidates.insert(read_candidates(run, staged)?),
-            };
-            let plan = plan(run, &table, snapshot, candidates, &deleted, want_winners)?;
-            let actions = write_plan(&output, snapshot, &plan, staged, rows_per_file, candidates)?;
-            result = (actions.1, plan.removed_rows(), plan.winners);
-            Ok((!actions.0.is_empty()).then_some(actions.0))
+            // Read again if the commit is retried: the table changed under it.
+            let selection = MergeInput {
+                run,
+                table: &table,
+                snapshot,
+                staged,
+                deleted: &deleted,
+            }
+            .select(&passes, want_winners)?;
+            let removed = selection.removed_rows();
+            let (actions, added) = write_plan(&output, snapshot, &selection, staged)?;
+            result = (added, removed, selection.winners);
+            Ok((!actions.is_empty()).then_some(actions))
         },
     )?;
     let (added, removed, winners) = result;
@@ -139,15 +144,57 @@ pub fn merge(
 /// The run's candidate of each resource.
 type Candidates = HashMap<Key, Candidate, KeyHasher>;
 
-/// The newest row of each resource in the run's files of the type, and how many rows
-/// with an id each file has.
+/// The passes a merge makes over the run's keys: a resource is merged in the pass
+/// `hash(key) % count`, so one pass holds about `rows / count` of them in memory.
+struct Passes {
+    count: u64,
+    /// A hasher of its own: the maps' hashers must not see keys sharing their low bits.
+    hasher: KeyHasher,
+}
+
+impl Passes {
+    /// Enough passes that none holds more than `max_keys` of `rows` resources.
+    fn for_rows(rows: u64, max_keys: NonZeroUsize) -> Self {
+        Self {
+            count: rows.div_ceil(max_keys.get() as u64).max(1),
+            hasher: KeyHasher::default(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Pass<'_>> {
+        (0..self.count).map(|index| Pass {
+            index,
+            passes: self,
+        })
+    }
+}
+
+/// One pass of a merge.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    index: u64,
+    passes: &'a Passes,
+}
+
+impl Pass<'_> {
+    /// Whether the resource identified by `key` is merged in this pass.
+    fn holds(&self, key: &(impl Hash + ?Sized)) -> bool {
+        let count = self.passes.count;
+        count == 1 || self.passes.hasher.hash_one(key) % count == self.index
+    }
+}
+
+/// The newest row of each resource of this pass in the run's files; in the first
+/// pass, counts the rows with an id of each file into `wins`.
 fn read_candidates(
     run: &RunInfo<'_>,
     staged: &[WrittenFile],
-) -> Result<(Candidates, Vec<usize>), CommitError> {
+    pass: Pass<'_>,
+    wins: &mut [StagedWins],
+) -> Result<Candidates, CommitError> {
     let rows: u64 = staged.iter().map(|f| f.rows).sum();
-    let mut candidates = Candidates::with_capacity_and_hasher(rows as usize, KeyHasher::default());
-    let mut rows_per_file = vec![0usize; staged.len()];
+    let expected = rows.div_ceil(pass.passes.count) as usize;
+    let mut candidates = Candidates::with_capacity_and_hasher(expected, KeyHasher::default());
     for (file, written) in staged.iter().enumerate() {
         let each = |KeyRow {
                         key,
@@ -156,7 +203,12 @@ fn read_candidates(
                         row,
                         ..
                     }| {
-            rows_per_file[file] += 1;
+            if pass.index == 0 {
+                wins[file].with_id += 1;
+            }
+            if !pass.holds(&key) {
+                return;
+            }
             let candidate = Candidate {
                 version,
                 lineage,
@@ -176,49 +228,59 @@ fn read_candidates(
         };
         for_each_key(run.cx, &written.path, KeyColumns::Resource, each)?;
     }
-    Ok((candidates, rows_per_file))
+    Ok(candidates)
 }
 
 /// Whether every row of the run's files has an id and no id repeats: then, in an
 /// empty table, every row wins and the files are taken whole, without reading their
-/// keys. Ids are compared by a 64-bit hash; a collision only means the full merge.
-fn distinct_ids(run: &RunInfo<'_>, staged: &[WrittenFile]) -> Result<bool, CommitError> {
+/// keys. Ids are compared by a 64-bit hash (a collision only means the full merge),
+/// a share of them per pass.
+fn distinct_ids(
+    run: &RunInfo<'_>,
+    staged: &[WrittenFile],
+    passes: &Passes,
+) -> Result<bool, CommitError> {
     let rows: u64 = staged.iter().map(|f| f.rows).sum();
+    let expected = rows.div_ceil(passes.count) as usize;
     let hasher = KeyHasher::default();
     let mut seen: HashSet<u64, KeyHasher> =
-        HashSet::with_capacity_and_hasher(rows as usize, KeyHasher::default());
-    for file in staged {
-        let reader = run.cx.runtime.block_on(
-            run.cx
-                .warehouse
-                .read_parquet_columns(&file.path, Some(&["id"])),
-        )?;
-        let mut read = 0u64;
-        for batch in reader {
-            let batch = batch.map_err(|source| CommitError::Read {
-                path: file.path.clone(),
-                source,
-            })?;
-            let Some(ids) = batch
-                .column_by_name("id")
-                .and_then(|c| c.as_string_opt::<i32>())
-            else {
-                return Ok(false);
-            };
-            if ids.null_count() > 0 {
+        HashSet::with_capacity_and_hasher(expected, KeyHasher::default());
+    for pass in passes.iter() {
+        seen.clear();
+        for file in staged {
+            let reader = run.cx.runtime.block_on(
+                run.cx
+                    .warehouse
+                    .read_parquet_columns(&file.path, Some(&["id"])),
+            )?;
+            let mut read = 0u64;
+            for batch in reader {
+                let batch = batch.map_err(|source| CommitError::Read {
+                    path: file.path.clone(),
+                    source,
+                })?;
+                let Some(ids) = batch
+                    .column_by_name("id")
+                    .and_then(|c| c.as_string_opt::<i32>())
+                else {
+                    return Ok(false);
+                };
+                if ids.null_count() > 0 {
+                    return Ok(false);
+                }
+                let repeats = ids
+                    .iter()
+                    .flatten()
+                    .filter(|id| pass.holds(*id))
+                    .any(|id| !seen.insert(hasher.hash_one(id)));
+                if repeats {
+                    return Ok(false);
+                }
+                read += batch.num_rows() as u64;
+            }
+            if read != file.rows {
                 return Ok(false);
             }
-            if !ids
-                .iter()
-                .flatten()
-                .all(|id| seen.insert(hasher.hash_one(id)))
-            {
-                return Ok(false);
-            }
-            read += batch.num_rows() as u64;
-        }
-        if read != file.rows {
-            return Ok(false);
         }
     }
     Ok(true)
@@ -242,125 +304,164 @@ fn added_actions(output: &Output<'_>, added: &TableManifest) -> Result<Vec<Actio
         .collect()
 }
 
-/// What to change in the table.
-struct Plan {
-    /// Candidates that lose to the table's row (by key); the others enter the table.
-    rejected: HashSet<Key, KeyHasher>,
+/// Which rows of one staged file win.
+struct StagedWins {
+    /// By row.
+    rows: Vec<bool>,
+    /// How many win.
+    count: usize,
+    /// How many rows have an id (the others never enter the table).
+    with_id: usize,
+}
+
+/// What a merge decides from.
+struct MergeInput<'a, 'r> {
+    run: &'a RunInfo<'r>,
+    table: &'a TableId,
+    /// The table as it is (none: it does not exist yet).
+    snapshot: Option<&'a Snapshot>,
+    /// The run's files of the type.
+    staged: &'a [WrittenFile],
+    /// The run's deletions.
+    deleted: &'a HashSet<&'a Key, KeyHasher>,
+}
+
+/// What a merge changes in the table, decided one pass at a time.
+struct Selection {
+    /// The winning rows of each staged file.
+    wins: Vec<StagedWins>,
     /// Rows of existing files that go, by file key.
     removed: HashMap<String, HashSet<usize>>,
     /// Where each touched resource stands afterwards, when asked for.
     winners: Option<Winners>,
 }
 
-impl Plan {
+impl Selection {
     fn removed_rows(&self) -> u64 {
         self.removed.values().map(|rows| rows.len() as u64).sum()
     }
 }
 
-/// Decides, against the table's rows of the resources the run touches, which
-/// candidates win and which rows go.
-fn plan(
-    run: &RunInfo<'_>,
-    table: &TableId,
-    snapshot: Option<&Snapshot>,
-    candidates: &Candidates,
-    deleted: &HashSet<&Key, KeyHasher>,
-    want_winners: bool,
-) -> Result<Plan, CommitError> {
-    let mut rejected: HashSet<Key, KeyHasher> = HashSet::default();
-    let mut removed: HashMap<String, HashSet<usize>> = HashMap::new();
-    let mut winners: Option<Winners> = want_winners.then(|| {
-        let mut winners: Winners = candidates
-            .iter()
-            .map(|(k, c)| (k.clone(), Some(c.lineage.clone())))
-            .collect();
-        for key in deleted.iter().filter(|k| !candidates.contains_key(**k)) {
-            winners.insert((*key).clone(), None);
+impl MergeInput<'_, '_> {
+    /// Decides, pass by pass, which of the run's rows win and which of the table's rows
+    /// go: a pass reads the keys of its share of the resources, from the run's files
+    /// and then from the table's.
+    fn select(&self, passes: &Passes, want_winners: bool) -> Result<Selection, CommitError> {
+        let mut selection = Selection {
+            wins: self
+                .staged
+                .iter()
+                .map(|f| StagedWins {
+                    rows: vec![false; f.rows as usize],
+                    count: 0,
+                    with_id: 0,
+                })
+                .collect(),
+            removed: HashMap::new(),
+            winners: want_winners.then(Winners::default),
+        };
+        for pass in passes.iter() {
+            let candidates = read_candidates(self.run, self.staged, pass, &mut selection.wins)?;
+            self.select_pass(pass, &candidates, &mut selection)?;
         }
-        winners
-    });
-    let mut stays = |key: &Key, lineage: &Lineage| {
-        if let Some(winners) = winners.as_mut() {
-            winners.insert(key.clone(), Some(lineage.clone()));
-        }
-    };
-    for key in snapshot.into_iter().flat_map(|s| s.files().keys()) {
-        let path = file_path(table, key);
-        for_each_key(run.cx, &path, KeyColumns::Resource, |existing| {
-            let goes = match candidates.get(&existing.key) {
-                Some(c) if c.version.cmp_newer(&existing.version).is_gt() => true,
-                Some(_) => {
-                    rejected.insert(existing.key.clone());
-                    stays(&existing.key, &existing.lineage);
-                    false
-                }
-                None if deleted.contains(&existing.key) => {
-                    let goes = existing.version.transaction_time < run.transaction_micros;
-                    if !goes {
-                        stays(&existing.key, &existing.lineage);
-                    }
-                    goes
-                }
-                None => false,
-            };
-            if goes {
-                removed.entry(key.clone()).or_default().insert(existing.row);
-            }
-        })?;
+        Ok(selection)
     }
-    Ok(Plan {
-        rejected,
-        removed,
-        winners,
-    })
+
+    /// One pass: its candidates against the table's rows of the same resources.
+    fn select_pass(
+        &self,
+        pass: Pass<'_>,
+        candidates: &Candidates,
+        selection: &mut Selection,
+    ) -> Result<(), CommitError> {
+        // Candidates that lose to the table's row (by key); the others enter the table.
+        let mut rejected: HashSet<Key, KeyHasher> = HashSet::default();
+        if let Some(winners) = selection.winners.as_mut() {
+            for (key, c) in candidates {
+                winners.insert(key.clone(), Some(c.lineage.clone()));
+            }
+            let gone = self.deleted.iter().filter(|k| pass.holds(**k));
+            for key in gone.filter(|k| !candidates.contains_key(**k)) {
+                winners.insert((*key).clone(), None);
+            }
+        }
+        let mut stays = |key: &Key, lineage: &Lineage| {
+            if let Some(winners) = selection.winners.as_mut() {
+                winners.insert(key.clone(), Some(lineage.clone()));
+            }
+        };
+        for key in self.snapshot.into_iter().flat_map(|s| s.files().keys()) {
+            let path = file_path(self.table, key);
+            for_each_key(self.run.cx, &path, KeyColumns::Resource, |existing| {
+                if !pass.holds(&existing.key) {
+                    return;
+                }
+                let goes = match candidates.get(&existing.key) {
+                    Some(c) if c.version.cmp_newer(&existing.version).is_gt() => true,
+                    Some(_) => {
+                        rejected.insert(existing.key.clone());
+                        stays(&existing.key, &existing.lineage);
+                        false
+                    }
+                    None if self.deleted.contains(&existing.key) => {
+                        let goes = existing.version.transaction_time < self.run.transaction_micros;
+                        if !goes {
+                            stays(&existing.key, &existing.lineage);
+                        }
+                        goes
+                    }
+                    None => false,
+                };
+                if goes {
+                    selection
+                        .removed
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(existing.row);
+                }
+            })?;
+        }
+        let accepted = candidates
+            .iter()
+            .filter(|(key, _)| rejected.is_empty() || !rejected.contains(*key));
+        for (_, c) in accepted {
+            let wins = &mut selection.wins[c.file];
+            if wins.rows.len() <= c.row {
+                wins.rows.resize(c.row + 1, false);
+            }
+            if !wins.rows[c.row] {
+                wins.rows[c.row] = true;
+                wins.count += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Writes what the plan adds (the run's winning rows, and what stays of the files that
-/// lose rows) and returns the commit's actions and the files added.
+/// Writes what the selection adds (the run's winning rows, and what stays of the
+/// files that lose rows) and returns the commit's actions and the files added.
 fn write_plan(
     output: &Output<'_>,
     snapshot: Option<&Snapshot>,
-    plan: &Plan,
+    selection: &Selection,
     staged: &[WrittenFile],
-    rows_per_file: &[usize],
-    candidates: &Candidates,
 ) -> Result<(Vec<Action>, TableManifest), CommitError> {
     let mut added = TableManifest::default();
-    // Which rows of each staged file win, and how many.
-    let mut keep: Vec<(Vec<bool>, usize)> = staged
-        .iter()
-        .map(|f| (vec![false; f.rows as usize], 0))
-        .collect();
-    let accepted = candidates
-        .iter()
-        .filter(|(key, _)| plan.rejected.is_empty() || !plan.rejected.contains(*key));
-    for (_, c) in accepted {
-        let (rows, n) = &mut keep[c.file];
-        if rows.len() <= c.row {
-            rows.resize(c.row + 1, false);
-        }
-        if !rows[c.row] {
-            rows[c.row] = true;
-            *n += 1;
-        }
-    }
     let mut writer = output.writer();
-    for (i, file) in staged.iter().enumerate() {
-        let (rows, wins) = &keep[i];
-        match *wins {
+    for (file, wins) in staged.iter().zip(&selection.wins) {
+        match wins.count {
             0 => {}
             // Every row of the file wins (and it has no row without an id): take it whole.
-            n if n == rows_per_file[i] && n as u64 == file.rows => {
+            n if n == wins.with_id && n as u64 == file.rows => {
                 added.push(output.copy_file(file, added.files.len())?)
             }
             _ => {
-                output.keep_rows(&file.path, |r| rows.get(r) == Some(&true), &mut writer)?;
+                output.keep_rows(&file.path, |r| wins.rows.get(r) == Some(&true), &mut writer)?;
             }
         }
     }
     let mut actions = Vec::new();
-    for (key, gone) in &plan.removed {
+    for (key, gone) in &selection.removed {
         let add =
             snapshot
                 .and_then(|s| s.files().get(key))

@@ -28,6 +28,7 @@ pub mod views;
 
 use std::{
     collections::BTreeMap,
+    num::NonZeroUsize,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -142,6 +143,8 @@ pub struct RunInfo<'a> {
     pub partition: Option<&'a str>,
     /// Parquet settings of the files a merge writes.
     pub parquet: &'a ParquetConfig,
+    /// Resources one pass of a merge holds in memory.
+    pub merge_max_keys: NonZeroUsize,
 }
 
 impl RunInfo<'_> {

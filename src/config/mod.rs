@@ -313,6 +313,7 @@ impl Config {
             parquet: self.parquet.clone(),
             partition_by: self.warehouse.partition_by,
             max_rejected_fraction: self.max_rejected_fraction,
+            merge_max_keys: self.warehouse.merge_max_keys,
         }
     }
 }

@@ -50,6 +50,13 @@ impl Cx<'_, '_> {
     }
 }
 
+/// A string builder that allocates nothing until its first value. Builders start
+/// empty: a schema has hundreds of leaves, most never get a value, and arrow's default
+/// capacity (1024 items) cost every decoder megabytes of page faults up front.
+fn empty_strings() -> StringBuilder {
+    StringBuilder::with_capacity(0, 0)
+}
+
 /// The decoder of one element (and its companion column, if any).
 pub(crate) enum Column {
     Boolean(BooleanBuilder),
@@ -101,22 +108,26 @@ impl Column {
 
     fn for_value(element: &Element) -> Self {
         match &element.kind {
-            ElementKind::Primitive(Primitive::Boolean) => Self::Boolean(BooleanBuilder::new()),
-            ElementKind::Primitive(Primitive::Integer) => Self::Integer(Int32Builder::new()),
-            ElementKind::Primitive(Primitive::String) => Self::String(StringBuilder::new()),
+            ElementKind::Primitive(Primitive::Boolean) => {
+                Self::Boolean(BooleanBuilder::with_capacity(0))
+            }
+            ElementKind::Primitive(Primitive::Integer) => {
+                Self::Integer(Int32Builder::with_capacity(0))
+            }
+            ElementKind::Primitive(Primitive::String) => Self::String(empty_strings()),
             ElementKind::Primitive(Primitive::Decimal) if element.repeated => {
-                Self::NumberText(StringBuilder::new())
+                Self::NumberText(empty_strings())
             }
             ElementKind::Primitive(Primitive::Decimal) => Self::Decimal {
-                value: Float64Builder::new(),
-                text: StringBuilder::new(),
+                value: Float64Builder::with_capacity(0),
+                text: empty_strings(),
             },
             ElementKind::Primitive(Primitive::Temporal) if element.repeated => {
-                Self::String(StringBuilder::new())
+                Self::String(empty_strings())
             }
             ElementKind::Primitive(Primitive::Temporal) => Self::Temporal {
-                text: StringBuilder::new(),
-                ts: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+                text: empty_strings(),
+                ts: TimestampMicrosecondBuilder::with_capacity(0).with_timezone("UTC"),
             },
             ElementKind::Struct(children) => Self::Struct(StructColumn::new(children, &[])),
         }

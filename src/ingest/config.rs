@@ -152,6 +152,8 @@ pub struct IngestSettings {
     pub partition_by: PartitionBy,
     /// Rejected fraction above which a run is not committed.
     pub max_rejected_fraction: f64,
+    /// Resources one pass of a merge into `current/<Type>` holds in memory.
+    pub merge_max_keys: NonZeroUsize,
 }
 
 impl Default for IngestSettings {
@@ -161,6 +163,7 @@ impl Default for IngestSettings {
             parquet: ParquetConfig::default(),
             partition_by: PartitionBy::default(),
             max_rejected_fraction: default_max_rejected_fraction(),
+            merge_max_keys: crate::warehouse::config::DEFAULT_MERGE_MAX_KEYS,
         }
     }
 }

@@ -263,6 +263,7 @@ pub fn run(
                 .and_then(temporal::parse_micros),
             partition: partition.as_deref(),
             parquet: &settings.parquet,
+            merge_max_keys: settings.merge_max_keys,
         };
         manifest.tables =
             commit::commit_tables(&info, &manifest.tables, &manifest.deleted, &spec.views)

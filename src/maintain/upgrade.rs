@@ -11,7 +11,7 @@
 //! a rerun after the end does nothing; last, the old files are deleted (the run
 //! manifests stay, as the record of the runs).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, num::NonZeroUsize, sync::Arc};
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StructArray, cast::AsArray};
 use arrow_schema::SchemaRef;
@@ -78,7 +78,11 @@ pub struct Upgraded {
 
 /// Upgrades every table of the old layout; returns what was done per type (nothing on
 /// a warehouse already upgraded).
-pub fn upgrade(cx: &RunContext, parquet: &ParquetConfig) -> Result<Vec<Upgraded>, UpgradeError> {
+pub fn upgrade(
+    cx: &RunContext,
+    parquet: &ParquetConfig,
+    merge_max_keys: NonZeroUsize,
+) -> Result<Vec<Upgraded>, UpgradeError> {
     let cx = &cx.commit_context();
     let snapshot = cx.runtime.block_on(cx.warehouse.snapshot())?;
     let legacy: BTreeMap<TableId, Vec<WrittenFile>> = snapshot
@@ -101,7 +105,14 @@ pub fn upgrade(cx: &RunContext, parquet: &ParquetConfig) -> Result<Vec<Upgraded>
         let Some(resource_type) = table.resource_type() else {
             continue;
         };
-        done.push(upgrade_type(cx, parquet, resource_type, files, &runs)?);
+        done.push(upgrade_type(
+            cx,
+            parquet,
+            merge_max_keys,
+            resource_type,
+            files,
+            &runs,
+        )?);
     }
     if legacy.is_empty() {
         return Ok(done);
@@ -144,6 +155,7 @@ fn record(cx: &CommitContext, replaced: &[String]) -> Result<(), UpgradeError> {
 fn upgrade_type(
     cx: &CommitContext,
     parquet: &ParquetConfig,
+    merge_max_keys: NonZeroUsize,
     resource_type: &str,
     files: &[WrittenFile],
     runs: &[&RunManifest],
@@ -169,7 +181,13 @@ fn upgrade_type(
         rows: files.iter().map(|f| f.rows).sum(),
         deleted: 0,
     };
-    let whole = step(cx, parquet, &attempt, 1, "", None, first.as_deref());
+    let steps = Steps {
+        cx,
+        parquet,
+        merge_max_keys,
+        attempt: &attempt,
+    };
+    let whole = steps.step(1, "", None, first.as_deref());
     // 1. The old files, rewritten into history (once).
     let mut staged = Vec::new();
     if txn(cx, &history)? < Some(1) {
@@ -200,15 +218,7 @@ fn upgrade_type(
         let partition = partitioned
             .then(|| tt.and_then(|t| layout::partition_dir(PartitionBy::ExportDate, t)))
             .flatten();
-        let deletes = step(
-            cx,
-            parquet,
-            &attempt,
-            seq,
-            &run.source,
-            tt,
-            partition.as_deref(),
-        );
+        let deletes = steps.step(seq, &run.source, tt, partition.as_deref());
         if txn(cx, &history)? < Some(seq) {
             append(&deletes, resource_type, &[], &ids)?;
         }
@@ -228,27 +238,36 @@ fn upgrade_type(
     Ok(upgraded)
 }
 
-/// The run of one upgrade step: commits with txn `(fhir-ingest-upgrade, seq)`.
-fn step<'a>(
+/// What every step of a type's upgrade shares.
+struct Steps<'a> {
     cx: &'a CommitContext,
     parquet: &'a ParquetConfig,
+    merge_max_keys: NonZeroUsize,
     attempt: &'a str,
-    seq: i64,
-    namespace: &'a str,
-    transaction_time: Option<&'a str>,
-    partition: Option<&'a str>,
-) -> RunInfo<'a> {
-    RunInfo {
-        cx,
-        run_id: "upgrade",
-        attempt,
-        source: UPGRADE_APP,
-        namespace,
-        seq,
-        transaction_time,
-        transaction_micros: transaction_time.and_then(temporal::parse_micros),
-        partition,
-        parquet,
+}
+
+impl<'a> Steps<'a> {
+    /// The run of one upgrade step: commits with txn `(fhir-ingest-upgrade, seq)`.
+    fn step(
+        &self,
+        seq: i64,
+        namespace: &'a str,
+        transaction_time: Option<&'a str>,
+        partition: Option<&'a str>,
+    ) -> RunInfo<'a> {
+        RunInfo {
+            cx: self.cx,
+            run_id: "upgrade",
+            attempt: self.attempt,
+            source: UPGRADE_APP,
+            namespace,
+            seq,
+            transaction_time,
+            transaction_micros: transaction_time.and_then(temporal::parse_micros),
+            partition,
+            parquet: self.parquet,
+            merge_max_keys: self.merge_max_keys,
+        }
     }
 }
 

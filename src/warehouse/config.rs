@@ -2,6 +2,7 @@
 
 use std::{
     fmt,
+    num::NonZeroUsize,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -73,6 +74,12 @@ pub struct RawWarehouse {
     /// Default 168 (7 days, as Delta Lake's default).
     #[serde(default = "default_vacuum_retention_hours")]
     pub vacuum_retention_hours: u64,
+    /// Resources a merge into `current/<Type>` holds in memory at once (about 200 bytes
+    /// each): a run with more rows of a type is merged in several passes over its key
+    /// columns, each taking a share of the resources by a hash of their id. Default
+    /// 200000.
+    #[serde(default = "default_merge_max_keys")]
+    pub merge_max_keys: usize,
 }
 
 impl Default for RawWarehouse {
@@ -90,6 +97,7 @@ impl Default for RawWarehouse {
             compact_after_run: false,
             compact_target_mib: default_compact_target_mib(),
             vacuum_retention_hours: default_vacuum_retention_hours(),
+            merge_max_keys: default_merge_max_keys(),
         }
     }
 }
@@ -111,6 +119,12 @@ fn default_compact_target_mib() -> usize {
 }
 fn default_vacuum_retention_hours() -> u64 {
     168
+}
+/// Resources one pass of a merge holds in memory, by default (about 40 MiB).
+pub const DEFAULT_MERGE_MAX_KEYS: NonZeroUsize = NonZeroUsize::new(200_000).unwrap();
+
+fn default_merge_max_keys() -> usize {
+    DEFAULT_MERGE_MAX_KEYS.get()
 }
 
 /// How tables are partitioned.
@@ -139,6 +153,8 @@ pub struct WarehouseConfig {
     pub compact_target_bytes: usize,
     /// How long `vacuum` keeps files no table version needs.
     pub vacuum_retention: Duration,
+    /// Resources one pass of a merge holds in memory.
+    pub merge_max_keys: NonZeroUsize,
 }
 
 impl WarehouseConfig {
@@ -272,6 +288,8 @@ impl RawWarehouse {
         if !(1..=4096).contains(&self.compact_target_mib) {
             return Err(invalid("compact_target_mib", "must be 1 to 4096".into()));
         }
+        let merge_max_keys = NonZeroUsize::new(self.merge_max_keys)
+            .ok_or_else(|| invalid("merge_max_keys", "must be at least 1".into()))?;
         Ok(WarehouseConfig {
             location,
             partition_by: self.partition_by,
@@ -287,6 +305,7 @@ impl RawWarehouse {
             compact_after_run: self.compact_after_run,
             compact_target_bytes: self.compact_target_mib << 20,
             vacuum_retention: Duration::from_secs(self.vacuum_retention_hours.saturating_mul(3600)),
+            merge_max_keys,
         })
     }
 }
