@@ -103,17 +103,6 @@ pub enum KeyColumns {
     View,
 }
 
-/// The key rows of the data file at `path`, in row order.
-pub fn read_keys(
-    cx: &CommitContext,
-    path: &str,
-    columns: KeyColumns,
-) -> Result<Vec<KeyRow>, CommitError> {
-    let mut rows = Vec::new();
-    for_each_key(cx, path, columns, |row| rows.push(row))?;
-    Ok(rows)
-}
-
 /// Calls `f` with each key row of the data file at `path`, in row order; only one
 /// batch's rows are held at a time (a file's rows can be many).
 pub fn for_each_key(

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use super::{
     CommitError, RunInfo,
     current::Winners,
-    keys::{KeyColumns, KeyRow, read_keys},
+    keys::{KeyColumns, KeyRow, for_each_key},
     rewrite::{Output, finish_into},
     tables::{self, Committed, NewTable, commit_guarded, file_path},
 };
@@ -42,9 +42,25 @@ pub fn merge(
     let cx = run.cx;
     let table = TableId::view(view.name());
     let schema = view_table_schema(view);
-    let mut incoming: Vec<Vec<KeyRow>> = Vec::with_capacity(staged.len());
+    let current = |row: &KeyRow| {
+        winners
+            .get(&row.key)
+            .is_some_and(|w| w.as_ref() == Some(&row.lineage))
+    };
+    // Which of the run's rows stay: one flag a row, read one batch of keys at a time.
+    let mut incoming: Vec<StagedRows> = Vec::with_capacity(staged.len());
     for file in staged {
-        incoming.push(read_keys(cx, &file.path, KeyColumns::View)?);
+        let mut rows = StagedRows {
+            stay: vec![false; file.rows as usize],
+            staying: 0,
+        };
+        for_each_key(cx, &file.path, KeyColumns::View, |row| {
+            if current(&row) && row.row < rows.stay.len() {
+                rows.stay[row.row] = true;
+                rows.staying += 1;
+            }
+        })?;
+        incoming.push(rows);
     }
     let output = Output {
         cx,
@@ -52,11 +68,6 @@ pub fn merge(
         files: run.files("v"),
         schema: Some(schema.clone()),
         parquet: run.parquet,
-    };
-    let current = |row: &KeyRow| {
-        winners
-            .get(&row.key)
-            .is_some_and(|w| w.as_ref() == Some(&row.lineage))
     };
     let mut result = (TableManifest::default(), 0);
     let committed = commit_guarded(
@@ -86,12 +97,20 @@ pub fn merge(
     })
 }
 
+/// Which rows of one of the run's files stay (those computed from a current row).
+struct StagedRows {
+    /// By row.
+    stay: Vec<bool>,
+    /// How many stay.
+    staying: u64,
+}
+
 /// The actions of the merge on `snapshot`, the files added and the rows removed.
 fn plan(
     output: &Output<'_>,
     snapshot: Option<&Snapshot>,
     staged: &[WrittenFile],
-    incoming: &[Vec<KeyRow>],
+    incoming: &[StagedRows],
     winners: &Winners,
     current: &dyn Fn(&KeyRow) -> bool,
 ) -> Result<(Vec<Action>, TableManifest, u64), CommitError> {
@@ -101,12 +120,12 @@ fn plan(
     let mut writer = output.writer();
     for (key, add) in snapshot.into_iter().flat_map(|s| s.files()) {
         let path = file_path(&output.table, key);
-        let rows = read_keys(output.cx, &path, KeyColumns::View)?;
-        let gone: HashSet<usize> = rows
-            .iter()
-            .filter(|r| winners.contains_key(&r.key) && !current(r))
-            .map(|r| r.row)
-            .collect();
+        let mut gone = HashSet::new();
+        for_each_key(output.cx, &path, KeyColumns::View, |r| {
+            if winners.contains_key(&r.key) && !current(&r) {
+                gone.insert(r.row);
+            }
+        })?;
         if gone.is_empty() {
             continue;
         }
@@ -115,12 +134,11 @@ fn plan(
         actions.push(Action::Remove(add.remove_now()));
     }
     for (file, rows) in staged.iter().zip(incoming) {
-        let stay: HashSet<usize> = rows.iter().filter(|r| current(r)).map(|r| r.row).collect();
-        if stay.len() as u64 == file.rows {
+        if rows.staying == file.rows {
             // Every row stays: the file is already under the table's directory.
             added.push(file.clone());
-        } else if !stay.is_empty() {
-            output.keep_rows(&file.path, |r| stay.contains(&r), &mut writer)?;
+        } else if rows.staying > 0 {
+            output.keep_rows(&file.path, |r| rows.stay.get(r) == Some(&true), &mut writer)?;
         }
     }
     finish_into(writer, &mut added)?;
