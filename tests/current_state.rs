@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use fhir_ingest::{
     ingest::{self, Outcome, RunSpec, RunSummary},
-    warehouse::{DeletedRef, ExportRecord, TableId, Warehouse},
+    warehouse::{ExportRecord, TableId, Warehouse},
 };
 
 fn patient(id: &str, version: Option<&str>, updated: Option<&str>, gender: &str) -> String {
@@ -43,13 +43,7 @@ fn run(
         source: source.into(),
         namespace: namespace.into(),
         export: ExportRecord {
-            deleted: deleted
-                .iter()
-                .map(|id| DeletedRef {
-                    resource_type: "Patient".into(),
-                    id: (*id).into(),
-                })
-                .collect(),
+            deleted: deleted_patients(deleted),
             server_errors: Vec::new(),
         },
         ..spec(&[folder.to_owned()], Some(tt))
@@ -422,13 +416,7 @@ fn a_merge_in_several_passes_decides_as_one_pass() {
         for (n, (lines, tt, deleted)) in exports.iter().enumerate() {
             let spec = RunSpec {
                 export: ExportRecord {
-                    deleted: deleted
-                        .iter()
-                        .map(|id| DeletedRef {
-                            resource_type: "Patient".into(),
-                            id: (*id).into(),
-                        })
-                        .collect(),
+                    deleted: deleted_patients(deleted),
                     server_errors: Vec::new(),
                 },
                 views: vec![view.clone()],

@@ -14,8 +14,8 @@ use fhir_ingest::{
     maintain::upgrade::upgrade,
     sink::ParquetConfig,
     warehouse::{
-        DeletedRef, InputTotals, RejectedTotals, RunKind, RunManifest, TableId, TableManifest,
-        Warehouse, WrittenFile,
+        InputTotals, RejectedTotals, RunKind, RunManifest, TableId, TableManifest, Warehouse,
+        WrittenFile,
     },
 };
 use parquet::arrow::ArrowWriter;
@@ -109,13 +109,7 @@ fn manifest(run: &str, tt: &str, file: WrittenFile, deleted: &[&str]) -> RunMani
         replaces: Vec::new(),
         input: InputTotals::default(),
         rejected: RejectedTotals::default(),
-        deleted: deleted
-            .iter()
-            .map(|id| DeletedRef {
-                resource_type: "Patient".into(),
-                id: (*id).into(),
-            })
-            .collect(),
+        deleted: deleted_patients(deleted),
         server_errors: Vec::new(),
         view_errors: Default::default(),
     }

@@ -16,8 +16,18 @@ use fhir_ingest::{
     input,
     maintain::rebuild::{self, Rebuilt},
     schema::Registry,
-    warehouse::{ExportRecord, TableId, TableKind, Warehouse, WarehouseConfig, layout},
+    warehouse::{DeletedRef, ExportRecord, TableId, TableKind, Warehouse, WarehouseConfig, layout},
 };
+
+/// The `deleted[]` entries of the Patients `ids`.
+pub fn deleted_patients(ids: &[&str]) -> Vec<DeletedRef> {
+    ids.iter()
+        .map(|id| DeletedRef {
+            resource_type: "Patient".into(),
+            id: (*id).into(),
+        })
+        .collect()
+}
 
 /// The embedded schemas, parsed once per test binary.
 pub fn registry() -> Arc<Registry> {
