@@ -29,6 +29,7 @@ fn committed_pipeline_toml_parses() {
         config.parquet.compression,
         Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
     );
+    assert_eq!(config.ingest_settings().merge_max_keys.get(), 200_000);
 }
 
 #[test]
@@ -137,6 +138,10 @@ fn bad_values_name_the_key() {
             "quarantine.max_rejected_fraction",
         ),
         ("[decode]\nbatch_rows = 0\n", "decode.batch_rows"),
+        (
+            "[warehouse]\nmerge_max_keys = 0\n",
+            "warehouse.merge_max_keys",
+        ),
         ("[warehouse]\nurl = \"ftp://x/y\"\n", "warehouse.url"),
         ("[warehouse]\nurl = \"s3:///y\"\n", "warehouse.url"),
         ("[warehouse]\nregion = \"eu-west-1\"\n", "warehouse.region"),
