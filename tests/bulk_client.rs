@@ -607,9 +607,9 @@ async fn oneup_synchronous_export_with_client_headers() {
     unsafe {
         std::env::set_var("BULK_TEST_ONEUP_ID", "cid");
     }
-    let dir = std::env::temp_dir().join(format!("bulk-helper-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let secret_file = dir.join("oneup.secret");
+    // Removed when the test ends, pass or fail.
+    let dir = tempfile::tempdir().expect("dir");
+    let secret_file = dir.path().join("oneup.secret");
     std::fs::write(&secret_file, "csecret\n").expect("write");
     let mock = Mock::start(|r, c| {
         let ok = r.header("client_id") == Some("cid")
