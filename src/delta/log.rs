@@ -8,7 +8,7 @@
 //! compared decoded. Commit files over [`MAX_COMMIT_BYTES`] and checkpoints over
 //! [`MAX_CHECKPOINT_BYTES`] are errors, as is a gap in the commit versions.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -103,6 +103,20 @@ impl Snapshot {
             .and_then(|v| v.parse().ok())
             .filter(|&n: &i64| n > 0)
             .unwrap_or(super::DEFAULT_CHECKPOINT_INTERVAL)
+    }
+
+    /// How long a tombstone stays in checkpoints: `delta.deletedFileRetentionDuration`
+    /// of the configuration (such as `interval 1 week`), else
+    /// [`DEFAULT_DELETED_FILE_RETENTION`](super::DEFAULT_DELETED_FILE_RETENTION). `None`
+    /// when the value cannot be read: then no tombstone is ever dropped.
+    pub fn deleted_file_retention(&self) -> Option<Duration> {
+        match self
+            .configuration()
+            .get("delta.deletedFileRetentionDuration")
+        {
+            Some(value) => parse_interval(value),
+            None => Some(super::DEFAULT_DELETED_FILE_RETENTION),
+        }
     }
 
     /// This snapshot advanced by the commit of `version` (which must be the next one)
@@ -416,3 +430,32 @@ fn not_found(path: &Path) -> object_store::Error {
 #[cfg(test)]
 #[path = "log_tests.rs"]
 mod tests;
+
+/// A Spark calendar interval as Delta's table properties write it: `interval 1 week`,
+/// `interval 7 days`, `interval 1 day 12 hours` (the word `interval` optional, units
+/// singular or plural, any case). Months and years have no fixed length: `None`.
+pub fn parse_interval(text: &str) -> Option<Duration> {
+    let mut words = text.split_whitespace().peekable();
+    if words.peek()?.eq_ignore_ascii_case("interval") {
+        words.next();
+    }
+    let mut total = Duration::ZERO;
+    let mut terms = 0;
+    while let Some(count) = words.next() {
+        let count: u64 = count.parse().ok()?;
+        let unit = words.next()?.to_ascii_lowercase();
+        let unit_micros: u64 = match unit.strip_suffix('s').unwrap_or(&unit) {
+            "week" => 7 * 86_400_000_000,
+            "day" => 86_400_000_000,
+            "hour" => 3_600_000_000,
+            "minute" => 60_000_000,
+            "second" => 1_000_000,
+            "millisecond" => 1_000,
+            "microsecond" => 1,
+            _ => return None,
+        };
+        total = total.checked_add(Duration::from_micros(count.checked_mul(unit_micros)?))?;
+        terms += 1;
+    }
+    (terms > 0).then_some(total)
+}

@@ -237,3 +237,27 @@ fn table_futures_are_send() {
     sync::<Snapshot>();
     sync::<DeltaTable>();
 }
+
+#[test]
+fn intervals_of_table_properties() {
+    use std::time::Duration;
+
+    use crate::delta::log::parse_interval;
+    let day = Duration::from_secs(86_400);
+    assert_eq!(parse_interval("interval 1 week"), Some(7 * day));
+    assert_eq!(parse_interval("interval 7 days"), Some(7 * day));
+    assert_eq!(
+        parse_interval("INTERVAL 1 Day 12 hours"),
+        Some(day + day / 2)
+    );
+    assert_eq!(parse_interval("168 hours"), Some(7 * day));
+    assert_eq!(
+        parse_interval("interval 90 seconds"),
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(parse_interval("interval 1 month"), None);
+    assert_eq!(parse_interval("interval"), None);
+    assert_eq!(parse_interval(""), None);
+    assert_eq!(parse_interval("interval x days"), None);
+    assert_eq!(parse_interval("interval 3"), None);
+}

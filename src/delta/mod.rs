@@ -48,13 +48,16 @@ pub mod stats;
 mod testing;
 pub mod vacuum;
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use object_store::{ObjectStore, ObjectStoreExt, path::Path};
 
 pub use self::{
     actions::{Action, Add, Metadata, PartitionValues, Protocol, Remove, Txn},
-    checkpoint::{CheckpointInfo, DEFAULT_CHECKPOINT_INTERVAL},
+    checkpoint::{CheckpointInfo, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_DELETED_FILE_RETENTION},
     commit::{CommitResult, RetryOutcome},
     log::Snapshot,
     schema::{data_schema, schema_string},
@@ -208,6 +211,7 @@ pub struct DeltaTable {
     store: Arc<dyn ObjectStore>,
     root: Path,
     name: String,
+    min_tombstone_retention: Duration,
 }
 
 impl DeltaTable {
@@ -218,7 +222,21 @@ impl DeltaTable {
         } else {
             format!("{store}/{root}")
         };
-        Self { store, root, name }
+        Self {
+            store,
+            root,
+            name,
+            min_tombstone_retention: Duration::ZERO,
+        }
+    }
+
+    /// Keeps tombstones younger than `retention` in the checkpoints this handle writes,
+    /// even when the table's [`Snapshot::deleted_file_retention`] is shorter. A vacuum
+    /// with a retention up to this one then finds every tombstone it would keep a file
+    /// for (a file whose tombstone is gone is an orphan to it, judged by its age).
+    pub fn with_min_tombstone_retention(mut self, retention: Duration) -> Self {
+        self.min_tombstone_retention = retention;
+        self
     }
 
     /// The store.

@@ -71,7 +71,8 @@ pub struct RawWarehouse {
     /// Hours a data file no table version needs any more (rewritten by a merge or a
     /// compaction, or an orphan of a crashed run) is kept before `vacuum` deletes it:
     /// readers of older table versions and runs in progress need them meanwhile.
-    /// Default 168 (7 days, as Delta Lake's default).
+    /// Tombstones stay in Delta checkpoints at least this long. Default 168 (7 days, as
+    /// Delta Lake's default).
     #[serde(default = "default_vacuum_retention_hours")]
     pub vacuum_retention_hours: u64,
     /// Resources a merge into `current/<Type>` holds in memory at once (about 200 bytes

@@ -20,7 +20,7 @@ pub mod manifest;
 pub mod store;
 pub mod tables;
 
-use std::{path::Path as FsPath, sync::Arc};
+use std::{path::Path as FsPath, sync::Arc, time::Duration};
 
 use object_store::{ObjectStore, client::HttpConnector, local::LocalFileSystem};
 
@@ -110,6 +110,8 @@ pub struct Warehouse {
     /// The same store with few retries and short timeouts, for the healthcheck.
     probe: Arc<dyn ObjectStore>,
     root: String,
+    /// `vacuum_retention`: checkpoints keep tombstones at least this long.
+    tombstone_retention: Duration,
 }
 
 impl Warehouse {
@@ -126,8 +128,8 @@ impl Warehouse {
         connector: Option<C>,
     ) -> Result<Self, WarehouseError> {
         let root = config.location.to_string();
-        match &config.location {
-            WarehouseLocation::Local(path) => Self::open_local(path),
+        let warehouse = match &config.location {
+            WarehouseLocation::Local(path) => Self::open_local(path)?,
             WarehouseLocation::Remote {
                 scheme,
                 bucket,
@@ -149,13 +151,24 @@ impl Warehouse {
                     })
                 };
                 let store = build(retry_config(&config.store), config.store.request_timeout)?;
-                let probe = build(
-                    probe_retry_config(&config.store),
-                    std::time::Duration::from_secs(15),
-                )?;
-                Ok(Self { store, probe, root })
+                let probe = build(probe_retry_config(&config.store), Duration::from_secs(15))?;
+                Self {
+                    store,
+                    probe,
+                    root,
+                    tombstone_retention: Duration::ZERO,
+                }
             }
-        }
+        };
+        Ok(warehouse.keeping_tombstones_for(config.vacuum_retention))
+    }
+
+    /// Checkpoints keep a tombstone for at least `retention` after its file was
+    /// removed (the table's own retention, a week by default, applies when longer), so
+    /// that `vacuum` with this retention sees every tombstone it would keep a file for.
+    pub fn keeping_tombstones_for(mut self, retention: Duration) -> Self {
+        self.tombstone_retention = retention;
+        self
     }
 
     /// Opens (and creates) a warehouse in a local directory.
@@ -181,6 +194,7 @@ impl Warehouse {
             probe: store.clone(),
             store,
             root,
+            tombstone_retention: Duration::ZERO,
         }
     }
 

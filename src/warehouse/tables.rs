@@ -24,6 +24,7 @@ impl Warehouse {
     /// The Delta table of `table`.
     pub fn delta_table(&self, table: &TableId) -> DeltaTable {
         DeltaTable::new(self.store.clone(), Path::from(table.dir()))
+            .with_min_tombstone_retention(self.tombstone_retention)
     }
 
     /// The snapshot of `table`'s Delta log, if the table exists.
@@ -83,5 +84,58 @@ impl Warehouse {
                 bytes: u64::try_from(add.size).unwrap_or(0),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::{
+        delta::{Action, Add, CommitResult, PartitionValues, now_ms},
+        warehouse::WarehouseConfig,
+    };
+
+    /// The tombstones a checkpoint of `current/Patient` expires when one file was
+    /// removed 8 days ago, in a warehouse with `vacuum_retention`.
+    async fn expired_by_checkpoint(vacuum_retention: Duration) -> i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config =
+            WarehouseConfig::from_url(dir.path().to_str().unwrap(), dir.path()).unwrap();
+        config.vacuum_retention = vacuum_retention;
+        let table = Warehouse::open(&config)
+            .unwrap()
+            .delta_table(&TableId::current("Patient"));
+        let add = Add::new("a.parquet", PartitionValues::new(), 1, now_ms(), None);
+        let schema = Schema::new(vec![Field::new("id", DataType::Utf8, false)]);
+        let created = table
+            .create(
+                &schema,
+                &[],
+                Default::default(),
+                vec![Action::Add(add.clone())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(created, CommitResult::Committed { version: 0 });
+        let s0 = table.snapshot().await.unwrap().unwrap();
+        let removed = Action::Remove(add.remove_at(now_ms() - 8 * 86_400_000));
+        let committed = table
+            .commit(Some(&s0), vec![removed], "WRITE")
+            .await
+            .unwrap();
+        assert_eq!(committed, CommitResult::Committed { version: 1 });
+        let s1 = table.snapshot().await.unwrap().unwrap();
+        table.checkpoint(&s1).await.unwrap().expired_tombstones
+    }
+
+    #[tokio::test]
+    async fn checkpoints_keep_tombstones_for_the_vacuum_retention() {
+        let week = Duration::from_secs(7 * 86_400);
+        assert_eq!(expired_by_checkpoint(week).await, 1);
+        assert_eq!(expired_by_checkpoint(week * 2).await, 0);
     }
 }

@@ -67,8 +67,16 @@ impl<'a> Row<'a> {
     }
 }
 
-/// The checkpoint Parquet of a snapshot, and its number of rows.
-pub(super) fn encode(snapshot: &Snapshot) -> Result<(Vec<u8>, i64), CodecError> {
+/// The checkpoint Parquet of a snapshot, its number of rows, and the number of
+/// tombstones left out: those deleted before `expired_before` (ms since the epoch).
+pub(super) fn encode(
+    snapshot: &Snapshot,
+    expired_before: Option<i64>,
+) -> Result<(Vec<u8>, i64, i64), CodecError> {
+    let expired = |r: &Remove| {
+        expired_before.is_some_and(|cutoff| r.deletion_timestamp.is_some_and(|t| t < cutoff))
+    };
+    let kept_tombstones = snapshot.tombstones().values().filter(|r| !expired(r));
     let rows: Vec<Row> = [
         Row::Protocol(snapshot.protocol()),
         Row::MetaData(snapshot.metadata()),
@@ -76,8 +84,13 @@ pub(super) fn encode(snapshot: &Snapshot) -> Result<(Vec<u8>, i64), CodecError> 
     .into_iter()
     .chain(snapshot.txns().values().map(Row::Txn))
     .chain(snapshot.files().values().map(Row::Add))
-    .chain(snapshot.tombstones().values().map(Row::Remove))
+    .chain(kept_tombstones.map(Row::Remove))
     .collect();
+    let expired_tombstones = snapshot
+        .tombstones()
+        .values()
+        .filter(|r| expired(r))
+        .count();
     // The values of one field over all rows (null in rows of other actions).
     let each = |f: fn(Row) -> bool| rows.iter().map(move |&r| f(r));
 
@@ -284,7 +297,11 @@ pub(super) fn encode(snapshot: &Snapshot) -> Result<(Vec<u8>, i64), CodecError> 
         .build();
     let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))?;
     writer.write(&batch)?;
-    Ok((writer.into_inner()?, rows.len() as i64))
+    Ok((
+        writer.into_inner()?,
+        rows.len() as i64,
+        expired_tombstones as i64,
+    ))
 }
 
 /// The entries of a map of nullable strings.

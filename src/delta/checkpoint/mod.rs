@@ -2,7 +2,12 @@
 //! at version `v`, one row per action, in struct columns `txn`, `add`, `remove`,
 //! `metaData`, `protocol` (exactly one non-null per row). Maps are Parquet MAPs
 //! (`partitionValues`, `configuration`, and `format.options`, an empty map, not null);
-//! adds have `dataChange` false; remove tombstones and txns are kept; no `commitInfo`.
+//! adds have `dataChange` false; txns are kept; no `commitInfo`. A remove tombstone is
+//! kept until it is older than the table's retention
+//! ([`Snapshot::deleted_file_retention`], at least the handle's
+//! [`DeltaTable::with_min_tombstone_retention`]), then left out: without that, the
+//! checkpoint of a table rewritten every night grows by its removed files forever. A
+//! tombstone without a `deletionTimestamp` is always kept.
 //! Then `_delta_log/_last_checkpoint` is overwritten with
 //! `{"version":v,"size":rows,"sizeInBytes":..,"numOfAddFiles":..}`.
 //!
@@ -15,15 +20,21 @@
 mod decode;
 mod encode;
 
+use std::time::Duration;
+
 use arrow_schema::ArrowError;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 pub(crate) use self::decode::read_actions;
 use self::encode::encode;
-use super::{DeltaError, DeltaTable, Snapshot, checkpoint_file_name, log::LastCheckpoint};
+use super::{DeltaError, DeltaTable, Snapshot, checkpoint_file_name, log::LastCheckpoint, now_ms};
 
 /// Checkpoint every this many commits unless told otherwise.
 pub const DEFAULT_CHECKPOINT_INTERVAL: i64 = 10;
+
+/// How long a tombstone stays in checkpoints unless the table says otherwise
+/// (`delta.deletedFileRetentionDuration`): one week, as in the Delta protocol.
+pub const DEFAULT_DELETED_FILE_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 /// What [`DeltaTable::checkpoint`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +47,8 @@ pub struct CheckpointInfo {
     pub size_in_bytes: u64,
     /// Live files.
     pub num_add_files: i64,
+    /// Tombstones of the snapshot left out as older than the retention.
+    pub expired_tombstones: i64,
     /// False when the checkpoint file existed already (written by another writer).
     pub written: bool,
 }
@@ -45,8 +58,9 @@ impl DeltaTable {
     /// names a newer checkpoint already).
     pub async fn checkpoint(&self, snapshot: &Snapshot) -> Result<CheckpointInfo, DeltaError> {
         let path = self.log_file(&checkpoint_file_name(snapshot.version()));
-        let (bytes, rows) =
-            encode(snapshot).map_err(|e| e.into_delta(self.name(), path.as_ref()))?;
+        let expired_before = self.tombstones_expired_before(snapshot, now_ms());
+        let (bytes, rows, expired_tombstones) = encode(snapshot, expired_before)
+            .map_err(|e| e.into_delta(self.name(), path.as_ref()))?;
         let mut size_in_bytes = bytes.len() as u64;
         let options = PutOptions::from(PutMode::Create);
         let written = match self
@@ -74,6 +88,7 @@ impl DeltaTable {
             rows,
             size_in_bytes,
             num_add_files: snapshot.files().len() as i64,
+            expired_tombstones,
             written,
         };
         if self
@@ -102,6 +117,16 @@ impl DeltaTable {
             .await
             .map_err(self.store_error(&hint_path))?;
         Ok(info)
+    }
+
+    /// The time (ms since the epoch) before which a tombstone of `snapshot` has expired at
+    /// `now_ms`; `None` when none expires (the table's retention cannot be read).
+    fn tombstones_expired_before(&self, snapshot: &Snapshot, now_ms: i64) -> Option<i64> {
+        let retention = snapshot
+            .deleted_file_retention()?
+            .max(self.min_tombstone_retention);
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        Some(now_ms.saturating_sub(retention_ms))
     }
 
     /// Checkpoints `snapshot` when its version is a multiple of `every_n` (not at

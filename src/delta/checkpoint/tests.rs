@@ -4,9 +4,13 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::*;
 use crate::delta::{
-    Action, Add, Remove, Snapshot, Txn, commit_file_name,
-    testing::{commit, create, local_table, put_file},
+    Action, Add, CommitResult, Remove, Snapshot, Txn, commit_file_name, now_ms,
+    testing::{commit, create, data_schema, local_table, partition_columns, put_file},
+    vacuum::VacuumOptions,
 };
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// A table at version 3 with two live files, a tombstone and two txns.
 async fn table_with_history() -> (tempfile::TempDir, DeltaTable, Snapshot) {
@@ -24,7 +28,11 @@ async fn table_with_history() -> (tempfile::TempDir, DeltaTable, Snapshot) {
     let s2 = commit(
         &table,
         &s1,
-        vec![Action::Remove(a.remove_at(42)), Action::Add(c)],
+        // Removed an hour ago: well inside the retention, so the checkpoint keeps it.
+        vec![
+            Action::Remove(a.remove_at(now_ms() - HOUR_MS)),
+            Action::Add(c),
+        ],
     )
     .await;
     let s3 = commit(
@@ -188,4 +196,110 @@ async fn a_stale_or_missing_hint_falls_back_to_listing() {
     let read = table.snapshot().await.unwrap().unwrap();
     assert_eq!((read.version(), read.checkpoint_version()), (3, Some(3)));
     assert_eq!(read.files().len(), 2);
+}
+
+/// A table (with `configuration`) whose files `old` and `recent` were removed 8 days
+/// and 1 day ago, and `live` is live; the snapshot after the removes.
+async fn table_with_tombstones(table: &DeltaTable, configuration: &[(&str, &str)]) -> Snapshot {
+    let old = put_file(table, "export_date=2026-01-01/old.parquet", "2026-01-01").await;
+    let recent = put_file(table, "export_date=2026-01-01/recent.parquet", "2026-01-01").await;
+    let live = put_file(table, "export_date=2026-01-02/live.parquet", "2026-01-02").await;
+    let configuration = configuration
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let actions = [&old, &recent, &live]
+        .into_iter()
+        .map(|a| Action::Add(a.clone()))
+        .collect();
+    let created = table
+        .create(&data_schema(), &partition_columns(), configuration, actions)
+        .await
+        .unwrap();
+    assert_eq!(created, CommitResult::Committed { version: 0 });
+    let s0 = table.snapshot().await.unwrap().unwrap();
+    let now = now_ms();
+    commit(
+        table,
+        &s0,
+        vec![
+            Action::Remove(old.remove_at(now - 8 * DAY_MS)),
+            Action::Remove(recent.remove_at(now - DAY_MS)),
+        ],
+    )
+    .await
+}
+
+fn tombstone_names(snapshot: &Snapshot) -> Vec<&str> {
+    snapshot
+        .tombstones()
+        .keys()
+        .map(|k| k.rsplit('/').next().unwrap_or(k))
+        .collect()
+}
+
+#[tokio::test]
+async fn tombstones_past_the_retention_leave_the_checkpoint() {
+    let (_dir, table) = local_table();
+    let s1 = table_with_tombstones(&table, &[]).await;
+    assert_eq!(tombstone_names(&s1), ["old.parquet", "recent.parquet"]);
+
+    // The default retention is a week: the tombstone of 8 days ago goes.
+    let info = table.checkpoint(&s1).await.unwrap();
+    assert_eq!((info.rows, info.expired_tombstones), (4, 1));
+    let read = table.snapshot().await.unwrap().unwrap();
+    assert_eq!(read.checkpoint_version(), Some(1));
+    assert_eq!(tombstone_names(&read), ["recent.parquet"]);
+    assert_eq!(read.files().len(), 1);
+
+    // Its file is now an orphan to vacuum: kept while younger than the retention by its
+    // own age, deleted after.
+    let retention = std::time::Duration::from_secs(7 * 86_400);
+    let old = table.object("export_date=2026-01-01/old.parquet").unwrap();
+    table
+        .vacuum(&read, VacuumOptions::new(retention))
+        .await
+        .unwrap();
+    assert!(table.store().head(&old).await.is_ok());
+    table
+        .vacuum(
+            &read,
+            VacuumOptions::new(retention).at(now_ms() + 8 * DAY_MS),
+        )
+        .await
+        .unwrap();
+    assert!(table.store().head(&old).await.is_err());
+    let live = table.object("export_date=2026-01-02/live.parquet").unwrap();
+    assert!(table.store().head(&live).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_longer_retention_keeps_tombstones_in_the_checkpoint() {
+    // The table's own property.
+    let (_dir, table) = local_table();
+    let s1 = table_with_tombstones(
+        &table,
+        &[("delta.deletedFileRetentionDuration", "interval 30 days")],
+    )
+    .await;
+    let info = table.checkpoint(&s1).await.unwrap();
+    assert_eq!(info.expired_tombstones, 0);
+    let read = table.snapshot().await.unwrap().unwrap();
+    assert_eq!(tombstone_names(&read), ["old.parquet", "recent.parquet"]);
+
+    // The handle's minimum (the warehouse's vacuum retention) over the default week.
+    let (_dir, table) = local_table();
+    let table = table.with_min_tombstone_retention(std::time::Duration::from_secs(10 * 86_400));
+    let s1 = table_with_tombstones(&table, &[]).await;
+    assert_eq!(table.checkpoint(&s1).await.unwrap().expired_tombstones, 0);
+
+    // A property that cannot be read drops nothing.
+    let (_dir, table) = local_table();
+    let s1 = table_with_tombstones(
+        &table,
+        &[("delta.deletedFileRetentionDuration", "interval 1 month")],
+    )
+    .await;
+    assert_eq!(s1.deleted_file_retention(), None);
+    assert_eq!(table.checkpoint(&s1).await.unwrap().expired_tombstones, 0);
 }
