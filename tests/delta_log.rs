@@ -156,6 +156,15 @@ async fn a_table_written_here_reads_back_here_and_in_other_engines() {
         &["p0", "p1"],
     )
     .await;
+    // Removed at v1, as if 8 days ago: past the retention, its tombstone leaves the
+    // checkpoint at v3, and every reader must still leave its rows out.
+    let old = data_file(
+        &table,
+        "export_date=2026-01-02/part-old.parquet",
+        "2026-01-02",
+        &["p2"],
+    )
+    .await;
     let partitions = [Field::new("export_date", DataType::Utf8, true)];
     let config = [("delta.checkpointInterval".to_owned(), "10".to_owned())].into();
     let created = table
@@ -163,7 +172,7 @@ async fn a_table_written_here_reads_back_here_and_in_other_engines() {
             &data_schema(),
             &partitions,
             config,
-            vec![Action::Add(a.clone())],
+            vec![Action::Add(a.clone()), Action::Add(old.clone())],
         )
         .await
         .unwrap();
@@ -181,7 +190,11 @@ async fn a_table_written_here_reads_back_here_and_in_other_engines() {
     let s1 = commit(
         &table,
         &s0,
-        vec![Action::Add(b), Action::Txn(Txn::new("src", 1))],
+        vec![
+            Action::Add(b),
+            Action::Remove(old.remove_at(fhir_ingest::delta::now_ms() - 8 * 86_400_000)),
+            Action::Txn(Txn::new("src", 1)),
+        ],
         "WRITE",
     )
     .await;
@@ -222,7 +235,14 @@ async fn a_table_written_here_reads_back_here_and_in_other_engines() {
     )
     .await;
     let checkpoint = table.maybe_checkpoint(&s3, 3).await.unwrap().unwrap();
-    assert_eq!((checkpoint.version, checkpoint.num_add_files), (3, 3));
+    assert_eq!(
+        (
+            checkpoint.version,
+            checkpoint.num_add_files,
+            checkpoint.expired_tombstones
+        ),
+        (3, 3, 1)
+    );
 
     // v4: after the checkpoint.
     let d = data_file(
@@ -248,28 +268,33 @@ async fn a_table_written_here_reads_back_here_and_in_other_engines() {
     );
 
     // An orphan of a lost commit, written two hours ago: vacuum deletes it, not part-a
-    // (removed just now).
+    // (removed just now). part-old, whose tombstone left with the checkpoint, is an
+    // orphan too, written 9 days ago: deleted.
+    set_modified(
+        &table_dir.join("export_date=2026-01-02/part-old.parquet"),
+        9 * 86_400,
+    );
     let orphan = table_dir.join("export_date=2026-01-02/part-lost.parquet");
     std::fs::write(&orphan, b"lost").unwrap();
-    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
-    std::fs::File::options()
-        .write(true)
-        .open(&orphan)
-        .unwrap()
-        .set_modified(two_hours_ago)
-        .unwrap();
+    set_modified(&orphan, 7200);
     let report = table
         .vacuum(&s4, VacuumOptions::new(Duration::from_secs(3600)))
         .await
         .unwrap();
-    assert_eq!(report.deleted, ["export_date=2026-01-02/part-lost.parquet"]);
+    assert_eq!(
+        report.deleted,
+        [
+            "export_date=2026-01-02/part-lost.parquet",
+            "export_date=2026-01-02/part-old.parquet"
+        ]
+    );
     assert_eq!(
         (
             report.orphan_files,
             report.tombstone_files,
             report.live_files
         ),
-        (1, 0, 4)
+        (2, 0, 4)
     );
     assert!(!orphan.exists());
     assert!(
@@ -329,7 +354,7 @@ async fn a_table_written_here_reads_back_here_and_in_other_engines() {
         "version": 4,
         "num_rows": 7,
         "ids": ["p1", "p3", "p4", "p5", "p6", "p7", "p8"],
-        "removed_ids": ["p0"],
+        "removed_ids": ["p0", "p2"],
         "app_id": "src",
         "txn_version": 4,
         "partitions": {"2026-01-01": 2, "2026-01-02": 2, "2026-01-03": 3},
@@ -354,6 +379,17 @@ async fn a_table_written_here_reads_back_here_and_in_other_engines() {
         (4, 4, Some(4))
     );
     python_readers(&copy, &expected);
+}
+
+/// Sets the modification time of `file` to `seconds_ago`.
+fn set_modified(file: &FsPath, seconds_ago: u64) {
+    let then = std::time::SystemTime::now() - Duration::from_secs(seconds_ago);
+    std::fs::File::options()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
 }
 
 fn copy_dir(from: &FsPath, to: &FsPath) {
