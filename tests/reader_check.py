@@ -2,12 +2,15 @@
 """Independent reader check: the Delta tables of a warehouse read by three engines that
 share no code with ours: the Python `deltalake` package (delta-rs), polars `read_delta`,
 and DuckDB's `delta_scan` (DuckDB 1.5.5 with the duckdb-extension-delta wheel, loaded by
-path; over S3 with the duckdb-extension-httpfs wheel).
+path; over S3 with the duckdb-extension-httpfs wheel, over Azure with
+duckdb-extension-azure).
 
 usage: reader_check.py WAREHOUSE INPUT_DIR...
 
-WAREHOUSE is a directory or s3://bucket/prefix (endpoint and credentials from
-AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+WAREHOUSE is a directory, s3://bucket/prefix (endpoint and credentials from
+AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) or
+az://container/prefix (AZURE_STORAGE_CONNECTION_STRING; Azurite when
+AZURE_STORAGE_USE_EMULATOR is true, at AZURITE_BLOB_STORAGE_URL).
 
 Checks, for every resource type of the input:
 - history/<Type>: the three readers agree, and the rows equal the input's non-blank
@@ -35,8 +38,23 @@ import polars as pl
 ONE_ROW_PER_RESOURCE = {"patient_demographics": "Patient", "condition_onsets": "Condition"}
 
 
-def storage_options():
-    """deltalake/polars options for S3 from the environment."""
+def scheme_of(warehouse):
+    """`local`, `s3` or `az`."""
+    for scheme in ("s3", "az"):
+        if warehouse.startswith(f"{scheme}://"):
+            return scheme
+    return "local"
+
+
+def storage_options(scheme):
+    """deltalake/polars options for the store, from the environment."""
+    if scheme == "local":
+        return None
+    if scheme == "az":
+        # delta-rs takes the emulator's address from AZURITE_BLOB_STORAGE_URL.
+        if os.environ.get("AZURE_STORAGE_USE_EMULATOR") == "true":
+            return {"use_emulator": "true"}
+        return {"connection_string": os.environ["AZURE_STORAGE_CONNECTION_STRING"]}
     return {
         "AWS_ENDPOINT_URL": os.environ.get("AWS_ENDPOINT_URL", ""),
         "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", ""),
@@ -53,11 +71,15 @@ def extension(name):
     return next(root.glob(f"extensions/*/{name}.duckdb_extension"))
 
 
-def duckdb_connection(s3):
+def duckdb_connection(scheme):
     con = duckdb.connect()
     con.execute(f"LOAD '{extension('delta')}'")
     con.execute("SET TimeZone = 'UTC'")
-    if s3:
+    if scheme == "az":
+        con.execute(f"LOAD '{extension('azure')}'")
+        con.execute(f"""CREATE SECRET (TYPE azure,
+            CONNECTION_STRING '{os.environ["AZURE_STORAGE_CONNECTION_STRING"]}')""")
+    if scheme == "s3":
         con.execute(f"LOAD '{extension('httpfs')}'")
         endpoint = os.environ["AWS_ENDPOINT_URL"]
         con.execute(f"""CREATE SECRET (TYPE s3, KEY_ID '{os.environ["AWS_ACCESS_KEY_ID"]}',
@@ -67,11 +89,13 @@ def duckdb_connection(s3):
     return con
 
 
-def list_tables(warehouse, s3):
+def list_tables(warehouse, scheme):
     """Delta tables under history/, current/ and views/."""
-    if not s3:
+    if scheme == "local":
         root = pathlib.Path(warehouse)
         return sorted(str(p.parent.relative_to(root)) for p in root.glob("*/*/_delta_log"))
+    if scheme == "az":
+        return list_azure_tables(warehouse)
     import pyarrow.fs as pafs
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     fs = pafs.S3FileSystem(endpoint_override=endpoint.split("://", 1)[-1],
@@ -86,6 +110,20 @@ def list_tables(warehouse, s3):
         for info in infos:
             if info.type == pafs.FileType.Directory:
                 tables.append(info.path[len(base) + 1:])
+    return sorted(tables)
+
+
+def list_azure_tables(warehouse):
+    from azure.storage.blob import BlobPrefix, ContainerClient
+    container, _, prefix = warehouse[len("az://"):].partition("/")
+    client = ContainerClient.from_connection_string(
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"], container)
+    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    tables = []
+    for kind in ("history", "current", "views"):
+        for item in client.walk_blobs(name_starts_with=f"{base}{kind}/", delimiter="/"):
+            if isinstance(item, BlobPrefix):
+                tables.append(item.name[len(base):].rstrip("/"))
     return sorted(tables)
 
 
@@ -106,14 +144,14 @@ def input_counts(dirs):
 
 def main():
     warehouse, dirs = sys.argv[1].rstrip("/"), sys.argv[2:]
-    s3 = warehouse.startswith("s3://")
-    if not s3:
+    scheme = scheme_of(warehouse)
+    if scheme == "local":
         warehouse = os.path.abspath(warehouse)
-    options = storage_options() if s3 else None
+    options = storage_options(scheme)
     lines, distinct = input_counts(dirs)
-    con = duckdb_connection(s3)
+    con = duckdb_connection(scheme)
     failures, counts = [], {}
-    tables = list_tables(warehouse, s3)
+    tables = list_tables(warehouse, scheme)
     for table in tables:
         uri = f"{warehouse}/{table}"
         dt = deltalake.DeltaTable(uri, storage_options=options)

@@ -1,6 +1,7 @@
 //! One conformance suite for every warehouse backend: local disk always, S3 (SeaweedFS
-//! started by `scripts/test`) when `FHIR_INGEST_S3_URL` is set. The same run must give
-//! the same results on both: committed data read back, reruns that write nothing,
+//! started by `scripts/test`) when `FHIR_INGEST_S3_URL` is set, Azure Blob Storage
+//! (Azurite, likewise) when `FHIR_INGEST_AZURE_URL` is. The same run must give the same
+//! results on each: committed data read back, reruns that write nothing,
 //! crashes at each step of the commit protocol followed by a rerun, two ingesters racing
 //! on one export, compaction and cleanup that keep every row.
 

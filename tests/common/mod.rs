@@ -149,7 +149,7 @@ pub fn original_lines(path: &Path) -> Vec<(i64, serde_json::Value)> {
 
 /// A warehouse backend of the conformance suite.
 pub struct Backend {
-    /// `local` or `s3`.
+    /// `local`, `s3` or `azure`.
     pub name: &'static str,
     /// The warehouse configuration (a fresh, empty location).
     pub config: WarehouseConfig,
@@ -166,9 +166,10 @@ impl Backend {
     }
 }
 
-/// Every backend to run the suite on: local disk always, and S3 when
-/// `FHIR_INGEST_S3_URL` is set (`scripts/test` starts SeaweedFS and sets it). Each call
-/// gives fresh, empty warehouses named after `test`.
+/// Every backend to run the suite on: local disk always, S3 when `FHIR_INGEST_S3_URL`
+/// is set and Azure Blob Storage when `FHIR_INGEST_AZURE_URL` is (`scripts/test`
+/// starts SeaweedFS and Azurite and sets both). Each call gives fresh, empty
+/// warehouses named after `test`.
 pub fn backends(test: &str) -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
     let mut out = vec![Backend {
@@ -177,20 +178,25 @@ pub fn backends(test: &str) -> Vec<Backend> {
             .unwrap(),
         _dir: Some(dir),
     }];
-    match std::env::var("FHIR_INGEST_S3_URL") {
-        Ok(url) if !url.is_empty() => {
-            let url = format!(
-                "{}/{test}-{}",
-                url.trim_end_matches('/'),
-                layout::new_attempt()
-            );
-            out.push(Backend {
-                name: "s3",
-                config: WarehouseConfig::from_url(&url, Path::new(".")).unwrap(),
-                _dir: None,
-            });
+    for (name, var) in [
+        ("s3", "FHIR_INGEST_S3_URL"),
+        ("azure", "FHIR_INGEST_AZURE_URL"),
+    ] {
+        match std::env::var(var) {
+            Ok(url) if !url.is_empty() => {
+                let url = format!(
+                    "{}/{test}-{}",
+                    url.trim_end_matches('/'),
+                    layout::new_attempt()
+                );
+                out.push(Backend {
+                    name,
+                    config: WarehouseConfig::from_url(&url, Path::new(".")).unwrap(),
+                    _dir: None,
+                });
+            }
+            _ => eprintln!("{var} not set: {test} skips {name}"),
         }
-        _ => eprintln!("FHIR_INGEST_S3_URL not set: {test} runs on local disk only (S3 skipped)"),
     }
     out
 }
