@@ -283,6 +283,48 @@ fn s3_wrong_credentials_and_missing_bucket_fail_fast_and_clearly() {
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
 }
 
+/// The same on Azure (Azurite, started by `scripts/test`, which sets
+/// FHIR_INGEST_AZURE_URL), in Azure's words. Regression: the hints named AWS variables.
+#[test]
+fn azure_wrong_key_and_missing_container_fail_fast_in_azure_words() {
+    let Ok(url) = std::env::var("FHIR_INGEST_AZURE_URL") else {
+        eprintln!("FHIR_INGEST_AZURE_URL not set: Azure healthcheck test skipped");
+        return;
+    };
+    let sample = sample_dir();
+    let target = format!("{url}/cli-healthcheck");
+    let run = |out: &str, key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"));
+        command.args(["convert", sample.to_str().unwrap(), "--out", out]);
+        if let Some(key) = key {
+            command.env("AZURE_STORAGE_ACCOUNT_KEY", key);
+        }
+        command.output().unwrap()
+    };
+    // A well-formed key (base64) that is not the account's.
+    let wrong = run(&target, Some("bm90LXRoZS1hY2NvdW50LWtleQ=="));
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    let msg = text(&wrong);
+    assert!(
+        msg.contains("refused the credentials") && msg.contains("AZURE_STORAGE_ACCOUNT_KEY"),
+        "{msg}"
+    );
+    assert!(!msg.contains("AWS_"), "{msg}");
+    assert!(!msg.contains("files ->"), "no work started: {msg}");
+
+    let missing = run("az://no-such-container-fhir-ingest/x", None);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    let msg = text(&missing);
+    assert!(
+        msg.contains("no-such-container-fhir-ingest")
+            && msg.contains("the container does not exist"),
+        "{msg}"
+    );
+
+    let ok = run(&target, None);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+}
+
 /// Two ingester processes on the same export and warehouse (S3 when available, else
 /// local disk): one commits it, the other says so and exits 0; the data is there once.
 #[test]

@@ -24,7 +24,7 @@ use std::{path::Path as FsPath, sync::Arc, time::Duration};
 
 use object_store::{ObjectStore, client::HttpConnector, local::LocalFileSystem};
 
-use self::store::{DefaultConnector, probe_retry_config, remote_store, retry_config};
+use self::store::{DefaultConnector, StoreHints, probe_retry_config, remote_store, retry_config};
 pub use self::{
     commit::Snapshot,
     config::{PartitionBy, WarehouseConfig, WarehouseLocation},
@@ -112,6 +112,8 @@ pub struct Warehouse {
     root: String,
     /// `vacuum_retention`: checkpoints keep tombstones at least this long.
     tombstone_retention: Duration,
+    /// What the healthcheck says of this kind of store.
+    hints: &'static StoreHints,
 }
 
 impl Warehouse {
@@ -157,6 +159,7 @@ impl Warehouse {
                     probe,
                     root,
                     tombstone_retention: Duration::ZERO,
+                    hints: StoreHints::of(Some(*scheme)),
                 }
             }
         };
@@ -195,6 +198,7 @@ impl Warehouse {
             store,
             root,
             tombstone_retention: Duration::ZERO,
+            hints: StoreHints::of(None),
         }
     }
 
