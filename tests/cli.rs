@@ -244,12 +244,22 @@ fn cleanup_is_a_dry_run_unless_told() {
     assert_eq!(patients.lines().count(), 5, "committed data is kept");
 }
 
+/// A store of the healthcheck tests: its URL variable (set by `scripts/test`), a
+/// credential to spoil, a bucket that does not exist, and the words expected.
+struct HealthcheckCase {
+    url_var: &'static str,
+    secret_var: &'static str,
+    wrong_secret: &'static str,
+    missing: &'static str,
+    missing_says: &'static str,
+    foreign_words: &'static str,
+}
+
 /// Wrong credentials and a missing bucket stop the program before any work, with what
-/// to check (S3 only: `scripts/test` starts SeaweedFS and sets FHIR_INGEST_S3_URL).
-#[test]
-fn s3_wrong_credentials_and_missing_bucket_fail_fast_and_clearly() {
-    let Ok(url) = std::env::var("FHIR_INGEST_S3_URL") else {
-        eprintln!("FHIR_INGEST_S3_URL not set: S3 healthcheck test skipped");
+/// to check in the store's own words; the right ones then work.
+fn wrong_credentials_and_missing_bucket_fail_fast(case: &HealthcheckCase) {
+    let Ok(url) = std::env::var(case.url_var) else {
+        eprintln!("{} not set: healthcheck test skipped", case.url_var);
         return;
     };
     let sample = sample_dir();
@@ -258,24 +268,26 @@ fn s3_wrong_credentials_and_missing_bucket_fail_fast_and_clearly() {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"));
         command.args(["convert", sample.to_str().unwrap(), "--out", out]);
         if let Some(secret) = secret {
-            command.env("AWS_SECRET_ACCESS_KEY", secret);
+            command.env(case.secret_var, secret);
         }
         command.output().unwrap()
     };
-    let wrong = run(&target, Some("not-the-secret"));
+    let wrong = run(&target, Some(case.wrong_secret));
     assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
     let msg = text(&wrong);
     assert!(
-        msg.contains("refused the credentials") && msg.contains("AWS_SECRET_ACCESS_KEY"),
+        msg.contains("refused the credentials") && msg.contains(case.secret_var),
         "{msg}"
     );
+    assert!(!msg.contains(case.foreign_words), "{msg}");
     assert!(!msg.contains("files ->"), "no work started: {msg}");
 
-    let missing = run("s3://no-such-bucket-fhir-ingest/x", None);
+    let missing = run(case.missing, None);
     assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
     let msg = text(&missing);
+    let name = case.missing.split('/').nth(2).unwrap_or_default();
     assert!(
-        msg.contains("no-such-bucket-fhir-ingest") && msg.contains("does not exist"),
+        msg.contains(name) && msg.contains(case.missing_says),
         "{msg}"
     );
 
@@ -283,46 +295,32 @@ fn s3_wrong_credentials_and_missing_bucket_fail_fast_and_clearly() {
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
 }
 
-/// The same on Azure (Azurite, started by `scripts/test`, which sets
-/// FHIR_INGEST_AZURE_URL), in Azure's words. Regression: the hints named AWS variables.
+/// On S3 (SeaweedFS, started by `scripts/test`).
+#[test]
+fn s3_wrong_credentials_and_missing_bucket_fail_fast_and_clearly() {
+    wrong_credentials_and_missing_bucket_fail_fast(&HealthcheckCase {
+        url_var: "FHIR_INGEST_S3_URL",
+        secret_var: "AWS_SECRET_ACCESS_KEY",
+        wrong_secret: "not-the-secret",
+        missing: "s3://no-such-bucket-fhir-ingest/x",
+        missing_says: "the bucket does not exist",
+        foreign_words: "AZURE_",
+    });
+}
+
+/// On Azure (Azurite, started by `scripts/test`). Regression: the hints named AWS
+/// variables.
 #[test]
 fn azure_wrong_key_and_missing_container_fail_fast_in_azure_words() {
-    let Ok(url) = std::env::var("FHIR_INGEST_AZURE_URL") else {
-        eprintln!("FHIR_INGEST_AZURE_URL not set: Azure healthcheck test skipped");
-        return;
-    };
-    let sample = sample_dir();
-    let target = format!("{url}/cli-healthcheck");
-    let run = |out: &str, key: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fhir-ingest"));
-        command.args(["convert", sample.to_str().unwrap(), "--out", out]);
-        if let Some(key) = key {
-            command.env("AZURE_STORAGE_ACCOUNT_KEY", key);
-        }
-        command.output().unwrap()
-    };
-    // A well-formed key (base64) that is not the account's.
-    let wrong = run(&target, Some("bm90LXRoZS1hY2NvdW50LWtleQ=="));
-    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
-    let msg = text(&wrong);
-    assert!(
-        msg.contains("refused the credentials") && msg.contains("AZURE_STORAGE_ACCOUNT_KEY"),
-        "{msg}"
-    );
-    assert!(!msg.contains("AWS_"), "{msg}");
-    assert!(!msg.contains("files ->"), "no work started: {msg}");
-
-    let missing = run("az://no-such-container-fhir-ingest/x", None);
-    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
-    let msg = text(&missing);
-    assert!(
-        msg.contains("no-such-container-fhir-ingest")
-            && msg.contains("the container does not exist"),
-        "{msg}"
-    );
-
-    let ok = run(&target, None);
-    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    wrong_credentials_and_missing_bucket_fail_fast(&HealthcheckCase {
+        url_var: "FHIR_INGEST_AZURE_URL",
+        secret_var: "AZURE_STORAGE_ACCOUNT_KEY",
+        // Well-formed base64, not the account's key.
+        wrong_secret: "bm90LXRoZS1hY2NvdW50LWtleQ==",
+        missing: "az://no-such-container-fhir-ingest/x",
+        missing_says: "the container does not exist",
+        foreign_words: "AWS_",
+    });
 }
 
 /// Two ingester processes on the same export and warehouse (S3 when available, else
