@@ -214,7 +214,7 @@ fn cleanup_is_a_dry_run_unless_told() {
     std::fs::write(&staged, b"PAR1").unwrap();
     let status = fhir_ingest(&["status", "-w", wh.to_str().unwrap()]);
     assert!(
-        text(&status).contains("staged files of uncommitted runs: 1"),
+        text(&status).contains("tombstones expired): 1"),
         "{}",
         text(&status)
     );

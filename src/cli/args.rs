@@ -95,7 +95,7 @@ pub enum Command {
         current: bool,
     },
     /// Show what the warehouse holds: committed runs per source, live tables, staged
-    /// files of uncommitted runs, replaced files, quarantine counts.
+    /// files (in no table), replaced files, quarantine counts.
     Status {
         #[command(flatten)]
         warehouse: WarehouseArg,

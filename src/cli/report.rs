@@ -265,7 +265,8 @@ impl Report {
         }
         let bytes = |l: &[Leftover]| l.iter().map(|x| x.bytes).sum::<u64>();
         self.line(format!(
-            "staged files of uncommitted runs: {} ({} bytes)",
+            "staged files (in no table: uncommitted attempts, or removed files whose \
+             tombstones expired): {} ({} bytes)",
             status.staged.len(),
             bytes(&status.staged)
         ));

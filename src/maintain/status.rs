@@ -98,7 +98,9 @@ pub struct Status {
     pub compactions: u64,
     /// Live files and rows per table.
     pub tables: BTreeMap<TableId, TableStatus>,
-    /// Data files of no committed run.
+    /// Data files of no committed run: for Delta tables, those no table's log names
+    /// (attempts that did not commit, and removed files whose tombstones have left the
+    /// checkpoints; aged by their write time).
     pub staged: Vec<Leftover>,
     /// Data files replaced by a committed compaction.
     pub replaced: Vec<Leftover>,
