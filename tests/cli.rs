@@ -701,6 +701,8 @@ fn validate_config_writes_nothing() {
         !before.iter().any(|p| p.starts_with("_probe/")),
         "{before:?}"
     );
+    // Regression: the healthcheck of `run` left an empty `_probe/` directory.
+    assert!(!wh.join("_probe").exists(), "{before:?}");
 }
 
 /// Regression (issue 9, item 11): an S3 warehouse with no credentials at all says so and

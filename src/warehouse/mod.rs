@@ -20,7 +20,11 @@ pub mod manifest;
 pub mod store;
 pub mod tables;
 
-use std::{path::Path as FsPath, sync::Arc, time::Duration};
+use std::{
+    path::{Path as FsPath, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use object_store::{ObjectStore, client::HttpConnector, local::LocalFileSystem};
 
@@ -114,6 +118,9 @@ pub struct Warehouse {
     tombstone_retention: Duration,
     /// What the healthcheck says of this kind of store.
     hints: &'static StoreHints,
+    /// The directory of a local warehouse (the healthcheck removes the probes'
+    /// directory there, which the local store leaves behind).
+    local_dir: Option<PathBuf>,
 }
 
 impl Warehouse {
@@ -160,6 +167,7 @@ impl Warehouse {
                     root,
                     tombstone_retention: Duration::ZERO,
                     hints: StoreHints::of(Some(*scheme)),
+                    local_dir: None,
                 }
             }
         };
@@ -185,10 +193,10 @@ impl Warehouse {
             root: root.display().to_string(),
             source: Box::new(e),
         })?;
-        Ok(Self::from_store(
-            Arc::new(store),
-            root.display().to_string(),
-        ))
+        Ok(Self {
+            local_dir: Some(root.to_path_buf()),
+            ..Self::from_store(Arc::new(store), root.display().to_string())
+        })
     }
 
     /// A warehouse over any store (tests wrap stores to inject faults).
@@ -199,6 +207,7 @@ impl Warehouse {
             root,
             tombstone_retention: Duration::ZERO,
             hints: StoreHints::of(None),
+            local_dir: None,
         }
     }
 

@@ -190,6 +190,11 @@ impl Warehouse {
             .await
             .map_err(unusable)?;
         self.probe.delete(&probe).await.map_err(unusable)?;
+        // A local store leaves the probe's directory behind. remove_dir takes only an
+        // empty one: a concurrent healthcheck's probe keeps it, and a put recreates it.
+        if let Some(dir) = &self.local_dir {
+            let _ = std::fs::remove_dir(dir.join(layout::PROBE_DIR));
+        }
         Ok(())
     }
 }
