@@ -427,10 +427,6 @@ fn not_found(path: &Path) -> object_store::Error {
     }
 }
 
-#[cfg(test)]
-#[path = "log_tests.rs"]
-mod tests;
-
 /// A Spark calendar interval as Delta's table properties write it: `interval 1 week`,
 /// `interval 7 days`, `interval 1 day 12 hours` (the word `interval` optional, units
 /// singular or plural, any case). Months and years have no fixed length: `None`.
@@ -459,3 +455,7 @@ pub fn parse_interval(text: &str) -> Option<Duration> {
     }
     (terms > 0).then_some(total)
 }
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

@@ -137,7 +137,7 @@ impl Warehouse {
         connector: Option<C>,
     ) -> Result<Self, WarehouseError> {
         let root = config.location.to_string();
-        let warehouse = match &config.location {
+        let mut warehouse = match &config.location {
             WarehouseLocation::Local(path) => Self::open_local(path)?,
             WarehouseLocation::Remote {
                 scheme,
@@ -171,15 +171,10 @@ impl Warehouse {
                 }
             }
         };
-        Ok(warehouse.keeping_tombstones_for(config.vacuum_retention))
-    }
-
-    /// Checkpoints keep a tombstone for at least `retention` after its file was
-    /// removed (the table's own retention, a week by default, applies when longer), so
-    /// that `vacuum` with this retention sees every tombstone it would keep a file for.
-    pub fn keeping_tombstones_for(mut self, retention: Duration) -> Self {
-        self.tombstone_retention = retention;
-        self
+        // So that `vacuum` with this retention sees every tombstone it would keep a file
+        // for (the table's own retention, a week by default, applies when longer).
+        warehouse.tombstone_retention = config.vacuum_retention;
+        Ok(warehouse)
     }
 
     /// Opens (and creates) a warehouse in a local directory.
